@@ -1,0 +1,50 @@
+"""The sidecar's one exception hierarchy. Edges (gRPC, HTTP) map ``code`` to their status codes."""
+
+from __future__ import annotations
+
+
+class SidecarError(Exception):
+    """Base class. ``code`` is a gRPC status name (``grpc.StatusCode[code]``)."""
+
+    code = "UNKNOWN"
+
+
+class InvalidArgument(SidecarError):
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(SidecarError):
+    code = "NOT_FOUND"
+
+
+class InstanceNotFound(SidecarError):
+    """daprd reports an unknown instance for raise/terminate/purge as a plain error (UNKNOWN)
+    whose text the SDK looks for: 'no such instance exists'."""
+
+    code = "UNKNOWN"
+
+    def __init__(self, instance_id: str, prefix: str = "") -> None:
+        self.instance_id = instance_id
+        super().__init__(f"{prefix}no such instance exists: {instance_id!r}")
+
+
+class AlreadyExists(SidecarError):
+    code = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(SidecarError):
+    code = "FAILED_PRECONDITION"
+
+
+class NotCompleted(SidecarError):
+    """Purge of an instance that is not terminal (daprd: plain error, text kept)."""
+
+    code = "UNKNOWN"
+
+
+class Stalled(SidecarError):
+    code = "UNKNOWN"
+
+
+class Unauthenticated(SidecarError):
+    code = "UNAUTHENTICATED"

@@ -1,0 +1,253 @@
+"""SQLite storage for the embedded sidecar: schema, one writer thread with group commit, reads.
+
+Contract (kept deliberately small):
+
+* ``Store.write(op)`` runs ``op(conn)`` inside a ``BEGIN IMMEDIATE`` transaction on the single
+  writer connection and resolves the returned asyncio future with ``op``'s return value only
+  after ``COMMIT`` returned, i.e. after the data is on disk (WAL, ``synchronous=FULL``).
+  Several ops queued at once share one transaction and one fsync (group commit); each runs in
+  its own SAVEPOINT, so an op that raises is rolled back alone and its future gets the error.
+  ``op`` must be quick and must not block on anything but SQLite.
+* ``Store.read(fn)`` runs ``fn(conn)`` on the calling thread's read connection. It sees only
+  committed data. Use it for data the engine does not keep in memory (terminal instances).
+* A failed COMMIT (disk full, I/O error) is fatal: the in-memory engine state would no longer
+  match the disk, so the process logs the error and exits; a restart recovers from the disk.
+
+The schema version lives in ``PRAGMA user_version``; a database written by a newer sidecar is
+refused with ``StoreError`` rather than misread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+log = logging.getLogger("sidecar.store")
+
+T = TypeVar("T")
+WriteOp = Callable[[sqlite3.Connection], Any]
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id        TEXT PRIMARY KEY,
+    name               TEXT NOT NULL,
+    execution_id       TEXT NOT NULL,
+    status             INTEGER NOT NULL,
+    created_at         REAL NOT NULL,
+    updated_at         REAL NOT NULL,
+    input              TEXT,
+    output             TEXT,
+    custom_status      TEXT,
+    failure            BLOB,
+    parent             BLOB,
+    scheduled_start    REAL,
+    stalled            BLOB,
+    suspended          INTEGER NOT NULL DEFAULT 0,
+    version            TEXT
+);
+CREATE INDEX IF NOT EXISTS instances_active ON instances(status) WHERE status NOT IN (1, 3, 5);
+CREATE TABLE IF NOT EXISTS history (
+    instance_id TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    event       BLOB NOT NULL,
+    PRIMARY KEY (instance_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbox (
+    id          INTEGER PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    event       BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbox_instance ON inbox(instance_id, id);
+CREATE TABLE IF NOT EXISTS activities (
+    instance_id  TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    task_id      INTEGER NOT NULL,
+    request      BLOB NOT NULL,
+    PRIMARY KEY (instance_id, task_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timers (
+    instance_id  TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    timer_id     INTEGER NOT NULL,
+    fire_at      REAL NOT NULL,
+    event        BLOB NOT NULL,
+    PRIMARY KEY (instance_id, timer_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    store TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value BLOB NOT NULL,
+    etag  INTEGER NOT NULL,
+    metadata TEXT,
+    PRIMARY KEY (store, key)
+) WITHOUT ROWID;
+"""
+
+
+class StoreError(Exception):
+    """The database cannot be opened or used (unwritable path, newer schema, corrupt file)."""
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if path != ":memory:":
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+class Store:
+    """The sidecar's database. ``path`` may be ``":memory:"`` (nothing survives the process)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.in_memory = path == ":memory:"
+        self._queue: queue.SimpleQueue[tuple[WriteOp, asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._local = threading.local()
+        try:
+            if not self.in_memory:
+                parent = os.path.dirname(os.path.abspath(path))
+                os.makedirs(parent, exist_ok=True)
+            self._writer = _connect(path)
+            self._migrate(self._writer)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open database {path!r}: {exc}") from exc
+        self.commits = 0
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"database schema version {version} is newer than this sidecar's ({SCHEMA_VERSION});"
+                " upgrade the sidecar or use another --db"
+            )
+        conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on this thread's read connection (committed data only)."""
+        if self.in_memory:
+            # One shared in-memory database: reads go through the writer connection; the
+            # writer thread holds it only inside ``_run_batch``, guarded by this lock.
+            with self._memory_lock:
+                return fn(self._writer)
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+        return fn(conn)
+
+    _memory_lock = threading.Lock()
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._writer_loop, name="sidecar-store", daemon=True)
+        self._thread.start()
+
+    def write(self, op: WriteOp) -> asyncio.Future[Any]:
+        """Queue ``op`` for the next transaction; the future resolves after COMMIT."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put((op, fut))
+        return fut
+
+    def write_now(self, op: WriteOp) -> Any:
+        """Run ``op`` in its own transaction on the calling thread (start-up and tests only)."""
+        with self._memory_lock if self.in_memory else _nullcontext():
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                result = op(self._writer)
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+            return result
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._writer.close()
+
+    def _writer_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while True:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run_batch(batch)
+            if stop:
+                return
+
+    def _run_batch(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
+        conn = self._writer
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        with self._memory_lock if self.in_memory else _nullcontext():
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for op, fut in batch:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        value = op(conn)
+                    except Exception as exc:  # an op's own error fails that op only
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        results.append((fut, False, exc))
+                        continue
+                    conn.execute("RELEASE op")
+                    results.append((fut, True, value))
+                conn.execute("COMMIT")
+                self.commits += 1
+            except sqlite3.Error as exc:
+                log.critical("sidecar: database commit failed, stopping: %s", exc)
+                os._exit(70)
+        for fut, ok, value in results:
+            loop = fut.get_loop()
+            if ok:
+                loop.call_soon_threadsafe(_resolve, fut, value)
+            else:
+                loop.call_soon_threadsafe(_reject, fut, value)
+
+
+def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _reject(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
