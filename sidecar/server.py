@@ -1,0 +1,238 @@
+"""``Sidecar``: the store, the engine and the servers, started in-process or by ``__main__``.
+
+The servers and the engine share one asyncio loop. In-process, that loop runs on a thread of
+its own, so a Django management command or a test can start the sidecar and go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from .engine import Engine
+from .store import Store, StoreError
+from .taskhub import add_taskhub_servicer
+
+log = logging.getLogger("sidecar")
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # daprd's default --max-body-size
+
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # The SDK pings every 30 s even when idle; accept that rather than GOAWAY the worker
+    # with "too_many_pings" (protocol sheet §4.6; daprd allows pings every 8 s).
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.so_reuseport", 0),
+]
+
+
+class SidecarStartError(Exception):
+    """The sidecar could not start; the message is one line meant for the operator."""
+
+
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    """Require ``dapr-api-token`` metadata on every call, as daprd does when DAPR_API_TOKEN is set."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        metadata = dict(details.invocation_metadata or ())
+        if metadata.get("dapr-api-token") == self.token:
+            return await continuation(details)
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        return _refusing_handler(handler)
+
+
+def _refusing_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(
+            grpc.StatusCode.UNAUTHENTICATED, "authentication error: api token mismatch"
+        )
+
+    async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(
+            grpc.StatusCode.UNAUTHENTICATED, "authentication error: api token mismatch"
+        )
+        yield  # pragma: no cover - makes this an async generator
+
+    des = handler.request_deserializer
+    ser = handler.response_serializer
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, des, ser)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(refuse, des, ser)
+    if handler.stream_stream:
+        return grpc.stream_stream_rpc_method_handler(refuse_stream, des, ser)
+    return grpc.unary_unary_rpc_method_handler(refuse, des, ser)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SidecarStartError(f"port {port} on {host} is already in use") from exc
+            raise SidecarStartError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+class Sidecar:
+    """The embedded sidecar. See docs/sidecar-internals.md for the arguments."""
+
+    def __init__(
+        self,
+        db_path: str,
+        *,
+        host: str = "127.0.0.1",
+        grpc_port: int = 50001,
+        http_port: int | None = None,
+        resources_path: str | None = None,
+        api_token: str | None = None,
+    ) -> None:
+        self.db_path = db_path
+        self.host = host
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+        self.resources_path = resources_path
+        self.api_token = api_token if api_token is not None else os.environ.get("DAPR_API_TOKEN")
+        self.store: Store | None = None
+        self.engine: Engine | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: grpc.aio.Server | None = None
+        self._http_runner: Any = None
+        self._stopped: asyncio.Event | None = None
+
+    @property
+    def grpc_address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.grpc_port}"
+
+    # -- in-process ------------------------------------------------------------------------------
+
+    def start(self) -> Sidecar:
+        """Start on a background thread; return once the ports listen."""
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.serve_async(on_ready=started.set))
+            except BaseException as exc:  # reported to the starting thread
+                failure.append(exc)
+                started.set()
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="sidecar", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            self._thread.join()
+            exc = failure[0]
+            if isinstance(exc, SidecarStartError):
+                raise exc
+            raise SidecarStartError(str(exc)) from exc
+        return self
+
+    def stop(self, grace: float = 2.0) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or self._stopped is None:
+            return
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(self._stopped.set)
+        thread.join(timeout=grace + 10)
+        self._thread = None
+
+    def __enter__(self) -> Sidecar:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the loop's side -------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask a running ``serve_async`` to stop (call on the sidecar loop, e.g. from a signal)."""
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def serve_async(self, on_ready: Callable[[], None] | None = None) -> None:
+        self._stopped = asyncio.Event()
+        _check_port_free(self.host, self.grpc_port)
+        if self.http_port:
+            _check_port_free(self.host, self.http_port)
+        try:
+            self.store = Store(self.db_path)
+        except StoreError as exc:
+            raise SidecarStartError(str(exc)) from exc
+        self.store.start()
+        self.engine = Engine(self.store)
+        self.engine.recover()
+        interceptors = [TokenInterceptor(self.api_token)] if self.api_token else []
+        server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=interceptors)
+        add_taskhub_servicer(server, self.engine)
+        self._add_extra_services(server)
+        try:
+            port = server.add_insecure_port(f"{self._bind_host()}:{self.grpc_port}")
+        except RuntimeError as exc:
+            raise SidecarStartError(f"cannot listen on {self.grpc_address}: {exc}") from exc
+        self.grpc_port = port
+        await server.start()
+        self._server = server
+        await self._start_http()
+        log.info(
+            "sidecar listening: gRPC %s%s, database %s",
+            self.grpc_address,
+            f", HTTP {self.host}:{self.http_port}" if self.http_port else "",
+            self.db_path,
+        )
+        if on_ready is not None:
+            on_ready()
+        try:
+            await self._stopped.wait()
+        finally:
+            await self._shutdown()
+
+    def _bind_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def _add_extra_services(self, server: grpc.aio.Server) -> None:
+        """Hook for the Dapr runtime API (state, workflow Alpha1/Beta1) on the same port."""
+
+    async def _start_http(self) -> None:
+        """Hook for the Dapr HTTP API on ``http_port``."""
+
+    async def _shutdown(self) -> None:
+        assert self.engine is not None and self.store is not None
+        self.engine.close()
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+        if self._server is not None:
+            await self._server.stop(grace=1.0)
+        self.store.close()
+        log.info("sidecar stopped")
