@@ -1,0 +1,219 @@
+"""Test harness for the sidecar conformance suite (no fixtures here; see conftest.py).
+
+``WorkflowApp`` is a workflow application as a user writes it: a ``WorkflowRuntime`` (the
+worker) and a ``DaprWorkflowClient``, both pointed at one sidecar address. ``RawWorker`` speaks
+the work-item stream by hand, for requests the SDK would never send.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from dapr.ext.workflow import DaprWorkflowClient, WorkflowRuntime
+from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grpc as stubs
+from dapr.ext.workflow._durabletask.internal import protos as pb
+from google.protobuf import empty_pb2
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Generous upper bound for any single wait on a workflow; tests normally finish in well under
+# a second per instance. The per-test timeout (pyproject: 180 s) backs this up.
+WAIT = 30
+
+
+def split_address(address: str) -> tuple[str, str]:
+    host, _, port = address.rpartition(":")
+    return host, port
+
+
+def new_runtime(address: str, **kwargs: Any) -> WorkflowRuntime:
+    host, port = split_address(address)
+    runtime = WorkflowRuntime(host=host, port=port, worker_ready_timeout=15, **kwargs)
+    # The SDK waits up to 30 s for its worker thread on stop; a test that fails mid-flight
+    # should not add 30 s to the run. (WorkflowRuntime has no public knob for it.)
+    runtime._WorkflowRuntime__worker._stop_timeout = 5  # type: ignore[attr-defined]
+    return runtime
+
+
+def new_client(address: str) -> DaprWorkflowClient:
+    host, port = split_address(address)
+    return DaprWorkflowClient(host=host, port=port)
+
+
+class WorkflowApp:
+    """A workflow application (runtime + client) connected to one sidecar address."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.runtime = new_runtime(address)
+        self._started: list[WorkflowRuntime] = []
+        self._clients: list[DaprWorkflowClient] = []
+        self._client: DaprWorkflowClient | None = None
+
+    @property
+    def client(self) -> DaprWorkflowClient:
+        if self._client is None:
+            self._client = self.new_client()
+        return self._client
+
+    def new_client(self, address: str | None = None) -> DaprWorkflowClient:
+        client = new_client(address or self.address)
+        self._clients.append(client)
+        return client
+
+    def start(self, runtime: WorkflowRuntime | None = None) -> DaprWorkflowClient:
+        rt = runtime or self.runtime
+        rt.start()
+        self._started.append(rt)
+        return self.client
+
+    def stop_runtime(self, runtime: WorkflowRuntime | None = None) -> None:
+        rt = runtime or self.runtime
+        if rt in self._started:
+            self._started.remove(rt)
+            rt.shutdown()
+
+    def new_runtime(self, address: str | None = None) -> WorkflowRuntime:
+        """Another worker (a restart with new code); register on it, then ``start(rt)``."""
+        return new_runtime(address or self.address)
+
+    def close(self) -> None:
+        for rt in list(self._started):
+            try:
+                rt.shutdown()
+            except Exception:  # teardown must still reach the sidecar's stop
+                pass
+        self._started.clear()
+        for client in self._clients:
+            client.close()
+
+
+def history_types(client: DaprWorkflowClient, instance_id: str) -> list[str]:
+    """Event types of the instance's committed history, as protobuf field names."""
+    return [e.event_type.value for e in client.get_workflow_history(instance_id)]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, step: float = 0.02) -> bool:
+    """Poll ``predicate``, for conditions no SDK call can wait on (a counter, a file)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run a blocking call (StartInstance waits for the first turn) on a daemon thread."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # handed to the test through the box
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, box
+
+
+class RawWorker:
+    """A hand-driven worker on a raw GetWorkItems stream (no SDK executor)."""
+
+    def __init__(self, stub: stubs.TaskHubSidecarServiceStub) -> None:
+        self.stub = stub
+        stub.Hello(empty_pb2.Empty(), timeout=10)
+        self._items: queue.Queue[Any] = queue.Queue()
+        self._stream = stub.GetWorkItems(pb.GetWorkItemsRequest())
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for item in self._stream:
+                self._items.put(item)
+        except grpc.RpcError:
+            pass
+
+    def next_item(self, timeout: float = 10) -> Any:
+        while True:
+            item = self._items.get(timeout=timeout)
+            if not item.HasField("healthPing"):
+                return item
+
+    def assert_no_item(self, timeout: float = 1.0) -> None:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                item = self._items.get(timeout=left)
+            except queue.Empty:
+                return
+            if not item.HasField("healthPing"):
+                raise AssertionError(f"unexpected work item: {item}")
+
+    def close(self) -> None:
+        self._stream.cancel()
+        self._thread.join(timeout=5)
+
+
+# -- subprocesses (CLI and crash tests) -----------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAPR_")}
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def spawn_sidecar(
+    port: int, db: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "--grpc-port", str(port), "--db", str(db), *args],
+        cwd=REPO_ROOT,
+        env=env or subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20
+) -> None:
+    """Wait until a sidecar answers Hello on ``port``; fail at once if ``proc`` exited."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        hello = stubs.TaskHubSidecarServiceStub(ch)
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                _, err = proc.communicate()
+                raise AssertionError(
+                    f"sidecar exited with {proc.returncode}: {err.decode(errors='replace')}"
+                )
+            try:
+                hello.Hello(empty_pb2.Empty(), timeout=1)
+                return
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    return  # listening, and enforcing a token
+                time.sleep(0.05)
+    raise AssertionError(f"sidecar on port {port} did not answer within {timeout}s")
