@@ -1,0 +1,107 @@
+"""The workflow's activities: all I/O lives here, each one an interface onto one service.
+
+Activities run at least once: a worker that dies after the work but before reporting it runs the
+activity again. Each service called here is keyed by (order id, step) under a unique constraint,
+so the second run returns what the first recorded and changes nothing. Log lines keep the
+quickstart's wording and logger names (``INFO:VerifyInventoryActivity:There are 10 Cars ...``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import close_old_connections
+
+from orders import services
+from orders.models import Order
+
+notify_log = logging.getLogger("NotifyActivity")
+verify_log = logging.getLogger("VerifyInventoryActivity")
+approval_log = logging.getLogger("RequestApprovalActivity")
+payment_log = logging.getLogger("ProcessPaymentActivity")
+update_log = logging.getLogger("UpdateInventoryActivity")
+refund_log = logging.getLogger("RefundPaymentActivity")
+
+
+def _order(order_id: str) -> Order:
+    # Activities run on the SDK's worker threads, each with its own Django connection; drop
+    # connections a dead database or CONN_MAX_AGE made unusable, as a request would.
+    close_old_connections()
+    return Order.objects.select_related("item").get(pk=order_id)
+
+
+def _ordered(order: Order) -> str:
+    return f"{order.quantity} {order.item.name.lower()}"
+
+
+def notify_activity(ctx: Any, notification: dict[str, Any]) -> None:
+    notify_log.info(notification["message"])
+    close_old_connections()
+    services.order_notify(
+        order_id=notification["order_id"],
+        step=notification["step"],
+        message=notification["message"],
+        status=notification.get("status"),
+        result=notification.get("result"),
+    )
+
+
+def verify_inventory_activity(ctx: Any, request: dict[str, Any]) -> dict[str, Any]:
+    order = _order(request["order_id"])
+    verify_log.info(f"Verifying inventory for order {order.id} of {_ordered(order)}")
+    reservation = services.inventory_reserve(order_id=order.id)
+    verify_log.info(f"There are {reservation.available} {order.item.name} available for purchase")
+    return {"success": reservation.success, "available": reservation.available}
+
+
+def request_approval_activity(ctx: Any, request: dict[str, Any]) -> None:
+    order = _order(request["order_id"])
+    approval_log.info(
+        f"Requesting approval for payment of {services.amount_text(order.total_cost)} USD "
+        f"for {_ordered(order)}"
+    )
+    deadline = datetime.fromisoformat(request["deadline"])
+    if deadline.tzinfo is None:  # the workflow clock is naive UTC
+        deadline = deadline.replace(tzinfo=UTC)
+    services.order_request_approval(order_id=order.id, deadline=deadline)
+
+
+def process_payment_activity(ctx: Any, request: dict[str, Any]) -> None:
+    order = _order(request["order_id"])
+    amount = services.amount_text(order.total_cost)
+    payment_log.info(f"Processing payment: {order.id} for {_ordered(order)} at {amount} USD")
+    services.payment_process(order_id=order.id)
+    payment_log.info(f"Payment for request ID {order.id} processed successfully")
+
+
+def update_inventory_activity(ctx: Any, request: dict[str, Any]) -> None:
+    order = _order(request["order_id"])
+    update_log.info(f"Checking inventory for order {order.id} for {_ordered(order)}")
+    left = services.inventory_deduct(order_id=order.id)
+    update_log.info(f"There are now {left} {order.item.name.lower()} left in stock")
+
+
+def release_inventory_activity(ctx: Any, request: dict[str, Any]) -> None:
+    close_old_connections()
+    services.inventory_release(order_id=request["order_id"])
+
+
+def refund_payment_activity(ctx: Any, request: dict[str, Any]) -> None:
+    order = _order(request["order_id"])
+    if services.payment_refund(order_id=order.id):
+        refund_log.info(
+            f"Refunded {services.amount_text(order.total_cost)} USD for order {order.id}"
+        )
+
+
+ALL = (
+    notify_activity,
+    verify_inventory_activity,
+    request_approval_activity,
+    process_payment_activity,
+    update_inventory_activity,
+    release_inventory_activity,
+    refund_payment_activity,
+)

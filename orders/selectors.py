@@ -1,0 +1,70 @@
+"""Reads of the order domain: what views, admin and the worker show or sweep."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from orders.exceptions import OrderNotFound
+from orders.models import FINAL_STATUSES, InventoryItem, Order, OrderEvent, OrderStatus
+
+
+def inventory_list() -> QuerySet[InventoryItem]:
+    return InventoryItem.objects.all()
+
+
+def order_list(*, status: str | None = None) -> QuerySet[Order]:
+    orders = Order.objects.select_related("item")
+    if status in OrderStatus.values:
+        orders = orders.filter(status=status)
+    return orders
+
+
+def order_get(*, order_id: str) -> Order:
+    try:
+        return Order.objects.select_related("item", "decided_by").get(pk=order_id)
+    except Order.DoesNotExist:
+        raise OrderNotFound(f"There is no order {order_id}.") from None
+
+
+def order_timeline(*, order: Order) -> QuerySet[OrderEvent]:
+    return order.events.all()
+
+
+def approval_time_left(*, order: Order) -> timedelta | None:
+    """Time until an order awaiting approval is cancelled; None when nobody is waited for."""
+    if order.status != OrderStatus.AWAITING_APPROVAL or order.approval_deadline is None:
+        return None
+    return max(order.approval_deadline - timezone.now(), timedelta(0))
+
+
+def orders_never_scheduled(*, older_than: timedelta) -> list[str]:
+    """Orders whose workflow the engine never accepted (web crashed, engine was down)."""
+    cutoff = timezone.now() - older_than
+    return list(
+        Order.objects.filter(
+            scheduled_at__isnull=True, status=OrderStatus.PLACED, created_at__lte=cutoff
+        ).values_list("id", flat=True)
+    )
+
+
+def orders_with_undelivered_decision(*, older_than: timedelta) -> list[str]:
+    """Decided orders whose workflow has not acted on the decision yet."""
+    cutoff = timezone.now() - older_than
+    return list(
+        Order.objects.filter(
+            status=OrderStatus.AWAITING_APPROVAL, approved__isnull=False, decided_at__lte=cutoff
+        ).values_list("id", flat=True)
+    )
+
+
+def orders_in_flight(*, older_than: timedelta) -> list[str]:
+    """Scheduled orders not in a final state, not touched for a while."""
+    cutoff = timezone.now() - older_than
+    return list(
+        Order.objects.filter(scheduled_at__isnull=False, updated_at__lte=cutoff)
+        .exclude(status__in=FINAL_STATUSES)
+        .values_list("id", flat=True)
+    )

@@ -1,0 +1,179 @@
+"""Settings: every deployment knob comes from the environment (see docs/webapp.md)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+
+
+# Local state (SQLite databases, the generated secret key) lives here, never in the repository.
+VAR_DIR = Path(os.environ.get("ORDERS_VAR_DIR", BASE_DIR / "var")).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated on first start and kept in var/.
+
+    Never a hard-coded default: a key in the repository would sign every session and CSRF
+    token of every deployment the same way.
+    """
+    from_env = os.environ.get("SECRET_KEY") or os.environ.get("DJANGO_SECRET_KEY")
+    if from_env:
+        return from_env
+    key_file = VAR_DIR / "secret_key"
+    try:
+        return key_file.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(50)
+    # O_EXCL: two processes starting together must agree on one key, so the loser reads it back.
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return key_file.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "orders",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # WhiteNoise serves /static/ from the gunicorn process itself: no nginx, no network.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "ordersite.urls"
+WSGI_APPLICATION = "ordersite.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        env="DATABASE_URL",
+        default=f"sqlite:///{VAR_DIR / 'orders.sqlite3'}",
+        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Activities run on the SDK's worker threads next to gunicorn's processes: WAL lets readers
+    # proceed during a write, IMMEDIATE takes the write lock at BEGIN so two writers queue on
+    # busy_timeout instead of failing a lock upgrade half-way through a transaction.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+    }
+    # A file, not the in-memory default: the workflow worker's threads must see the test data.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"orders-test-{os.getpid()}.sqlite3")
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+# Without collectstatic (make run, tests) WhiteNoise finds files through the app finders.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LOGIN_URL = "admin:login"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE")
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE")
+X_FRAME_OPTIONS = "DENY"
+
+# --- the order workflow -----------------------------------------------------------------------
+
+ORDER_APPROVAL_THRESHOLD = Decimal(os.environ.get("ORDER_APPROVAL_THRESHOLD", "50000"))
+ORDER_APPROVAL_TIMEOUT = float(os.environ.get("ORDER_APPROVAL_TIMEOUT", "200"))
+# How often runworker looks for orders that never got a workflow (seconds).
+ORDER_RESCHEDULE_INTERVAL = float(os.environ.get("ORDER_RESCHEDULE_INTERVAL", "30"))
+
+# The embedded sidecar runworker starts when no Dapr sidecar is around.
+WORKFLOW_GRPC_HOST = os.environ.get("WORKFLOW_GRPC_HOST", "127.0.0.1")
+WORKFLOW_GRPC_PORT = int(os.environ.get("WORKFLOW_GRPC_PORT", "50001"))
+WORKFLOW_DB_PATH = Path(os.environ.get("WORKFLOW_DB_PATH", VAR_DIR / "workflows.db"))
+# Set by `dapr run` next to the app: then that daprd is the engine, not the embedded sidecar.
+DAPR_GRPC_PORT = os.environ.get("DAPR_GRPC_PORT") or None
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        # The quickstart's format ("INFO:NotifyActivity:Received order ...").
+        "seed": {"format": "%(levelname)s:%(name)s:%(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "seed"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django": {"level": os.environ.get("DJANGO_LOG_LEVEL", "INFO"), "propagate": True},
+    },
+}
