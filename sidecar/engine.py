@@ -633,6 +633,156 @@ class Engine:
         params = [(iid,) for iid in instance_ids]
         return [(f"DELETE FROM {t} WHERE instance_id = ?", params) for t in PURGE_TABLES]
 
+    async def rerun_from_event(
+        self,
+        source_id: str,
+        event_id: int,
+        *,
+        new_instance_id: str | None = None,
+        input: str | None = None,
+        overwrite_input: bool = False,
+        new_child_instance_id: str | None = None,
+    ) -> str:
+        """Start a new instance from a terminal one's history up to ``event_id`` (daprd's rerun).
+
+        The new history keeps everything before the target event; the target and every
+        activity, timer or child scheduled before it and never resolved run again.
+        """
+        if not source_id:
+            raise InvalidArgument("source instance id is required")
+        new_id = new_instance_id or uuid.uuid4().hex
+        check_instance_id(new_id)
+        if new_id == source_id:
+            raise InvalidArgument("the new instance id must differ from the source instance id")
+        source = self.get_instance(source_id)
+        if source is None:
+            raise NotFound(f"workflow instance does not exist with ID '{source_id}'")
+        if not source.is_terminal:
+            raise InvalidArgument(f"'{source_id}' is not in a terminal state")
+        if source.parent_instance_id:
+            raise InvalidArgument(f"'{source_id}': cannot rerun from child-workflows")
+        history = self.get_history(source_id)
+        index = next(
+            (i for i, e in enumerate(history) if e.eventId == event_id and event_id >= 0), None
+        )
+        if index is None:
+            raise NotFound(f"'{source_id}' does not have history event with ID '{event_id}'")
+        target = pb.HistoryEvent()
+        target.CopyFrom(history[index])
+        kind = target.WhichOneof("eventType")
+        if kind not in ("taskScheduled", "timerCreated", "childWorkflowInstanceCreated"):
+            raise NotFound(
+                f"target event '{kind}' with ID '{event_id}' is not an event that can be rerun"
+            )
+        if overwrite_input and kind == "timerCreated":
+            raise InvalidArgument("cannot overwrite the input of a timer event")
+        if new_child_instance_id is not None and kind != "childWorkflowInstanceCreated":
+            raise InvalidArgument("a new child instance id needs a child workflow target event")
+        if new_id in self._instances or self.get_instance(new_id) is not None:
+            raise AlreadyExists(f"workflow '{new_id}' has already been created")
+        rerun_of = pb.RerunParentInstanceInfo(instanceID=source_id)
+        getattr(target, kind).rerunParentInstanceInfo.CopyFrom(rerun_of)
+        if overwrite_input:
+            getattr(target, kind).input.CopyFrom(_sv(input) or pb.wrappers_pb2.StringValue())
+            if input is None:
+                getattr(target, kind).ClearField("input")
+        if kind == "childWorkflowInstanceCreated":
+            target.childWorkflowInstanceCreated.instanceId = (
+                new_child_instance_id or f"{new_id}:{event_id:04x}"
+            )
+        events = [*history[:index], target]
+        return await self._start_rerun(new_id, events)
+
+    async def _start_rerun(self, new_id: str, events: list[pb.HistoryEvent]) -> str:
+        now = _now_ns()
+        execution_id = orch.new_execution_id()
+        resolved: set[int] = set()
+        for event in events:
+            kind = event.WhichOneof("eventType")
+            if kind == "executionStarted":
+                event.executionStarted.workflowInstance.instanceId = new_id
+                event.executionStarted.workflowInstance.executionId.value = execution_id
+            elif kind in ("taskCompleted", "taskFailed"):
+                resolved.add(getattr(event, kind).taskScheduledId)
+            elif kind in ("childWorkflowInstanceCompleted", "childWorkflowInstanceFailed"):
+                resolved.add(getattr(event, kind).taskScheduledId)
+            elif kind == "timerFired":
+                resolved.add(event.timerFired.timerId)
+        started = next(e for e in events if e.WhichOneof("eventType") == "executionStarted")
+        inst = Instance(
+            instance_id=new_id,
+            name=started.executionStarted.name,
+            execution_id=execution_id,
+            status=RUNNING,
+            created_ns=now,
+            updated_ns=now,
+            input=started.executionStarted.input.value
+            if started.executionStarted.HasField("input")
+            else None,
+            history=events,
+        )
+        self._instances[new_id] = inst
+        statements: list[Statement] = [
+            (INSERT_HISTORY, [(new_id, i, e.SerializeToString()) for i, e in enumerate(events)])
+        ]
+        for event in events:
+            kind = event.WhichOneof("eventType")
+            if event.eventId in resolved:
+                continue
+            if kind == "taskScheduled":
+                task = event.taskScheduled
+                request = pb.ActivityRequest(
+                    name=task.name,
+                    version=task.version if task.HasField("version") else None,
+                    input=task.input if task.HasField("input") else None,
+                    workflowInstance=pb.WorkflowInstance(
+                        instanceId=new_id, executionId=_sv(execution_id)
+                    ),
+                    taskId=event.eventId,
+                    taskExecutionId=task.taskExecutionId,
+                )
+                inst.activities[event.eventId] = request
+                self._activity_queue.append((new_id, execution_id, event.eventId))
+                statements.append(
+                    (INSERT_ACTIVITY, [(new_id, execution_id, event.eventId, request.SerializeToString())])
+                )
+            elif kind == "timerCreated":
+                fired = orch.new_event(
+                    now,
+                    timerFired=pb.TimerFiredEvent(
+                        fireAt=event.timerCreated.fireAt, timerId=event.eventId
+                    ),
+                )
+                statements.append(self._new_inbox_row(inst, fired))
+            elif kind == "childWorkflowInstanceCreated":
+                child = event.childWorkflowInstanceCreated
+                if not child.instanceId.startswith(new_id):
+                    child.instanceId = f"{new_id}:{event.eventId:04x}"
+                    statements[0] = (
+                        INSERT_HISTORY,
+                        [(new_id, i, e.SerializeToString()) for i, e in enumerate(events)],
+                    )
+                view = orch.InstanceView(new_id, execution_id, inst.name, events, False)
+                action = pb.WorkflowAction(
+                    id=event.eventId,
+                    createChildWorkflow=pb.CreateChildWorkflowAction(
+                        instanceId=child.instanceId,
+                        name=child.name,
+                        input=child.input if child.HasField("input") else None,
+                    ),
+                )
+                outcome = orch.TurnOutcome(events=[], status=RUNNING, custom_status=None)
+                orch.create_child(view, action, now, outcome)
+                for start in outcome.children:
+                    statements.extend(self._start_child(inst, start, now))
+        statements.append((UPSERT_INSTANCE, [inst.row()]))
+        commit = self._write(statements)
+        self._make_ready(inst)
+        self._schedule_pump()
+        await commit
+        self._notify(new_id)
+        return new_id
+
     def _active_or_raise(self, instance_id: str, prefix: str = "") -> Instance | None:
         """The active instance, or None when it is terminal; ``InstanceNotFound`` if unknown."""
         inst = self._instances.get(instance_id)

@@ -167,7 +167,7 @@ def apply_turn(
         elif kind == "createTimer":
             events.append(_create_timer(action, now_ns, outcome))
         elif kind == "createChildWorkflow":
-            events.append(_create_child(view, action, now_ns, outcome))
+            events.append(create_child(view, action, now_ns, outcome))
         else:
             raise InvalidArgument(f"action type {kind!r} is not supported by this sidecar")
 
@@ -243,7 +243,7 @@ def _create_timer(action: pb.WorkflowAction, now_ns: int, outcome: TurnOutcome) 
     return event
 
 
-def _create_child(
+def create_child(
     view: InstanceView, action: pb.WorkflowAction, now_ns: int, outcome: TurnOutcome
 ) -> pb.HistoryEvent:
     child = action.createChildWorkflow

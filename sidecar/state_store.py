@@ -239,6 +239,26 @@ class StateStore:
                 exc, "ERR_STATE_DELETE", f"failed deleting state with key {request.key}"
             ) from None
 
+    async def delete_bulk(self, store: str, requests: Sequence[DeleteRequest]) -> None:
+        """Delete several keys atomically (gRPC DeleteBulkState)."""
+        self.check_store(store)
+        for request in requests:
+            _check_key(request.key, "ERR_STATE_BULK_DELETE")
+            _check_concurrency(request.concurrency, "ERR_STATE_BULK_DELETE")
+        if not requests:
+            return
+
+        def op(conn: sqlite3.Connection) -> None:
+            for request in requests:
+                _apply_delete(conn, store, request)
+
+        try:
+            await self.store.write(op)
+        except _Conflict as exc:
+            raise _etag_error(
+                exc, "ERR_STATE_BULK_DELETE", f"failed deleting state in state store {store}"
+            ) from None
+
     async def transact(self, store: str, operations: Sequence[SetRequest | DeleteRequest]) -> None:
         """Apply upserts and deletes in order, atomically."""
         self.check_store(store)
