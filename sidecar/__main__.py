@@ -18,17 +18,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " workflow gRPC protocol.",
     )
     parser.add_argument("--grpc-port", type=int, default=50001, help="gRPC port (default 50001)")
-    parser.add_argument("--http-port", type=int, default=None, help="Dapr HTTP API port (off by default)")
     parser.add_argument(
-        "--db", default="var/workflows.db", help="SQLite database file, or :memory: (default var/workflows.db)"
+        "--http-port", type=int, default=None, help="Dapr HTTP API port (off by default)"
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)"
+        "--db",
+        default="var/workflows.db",
+        help="SQLite database file, or :memory: (default var/workflows.db)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, loopback only)",
     )
     parser.add_argument(
         "--resources-path", default=None, help="folder of Dapr component YAML files (state stores)"
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     return parser.parse_args(argv)
 
 

@@ -29,8 +29,17 @@ from typing import Any
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
 from . import orchestration as orch
-from .api import COMPLETED, FAILED, PENDING, RUNNING, STALLED, SUSPENDED, TERMINATED
-from .api import TERMINAL_STATUSES, InstanceInfo
+from .api import (
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    STALLED,
+    SUSPENDED,
+    TERMINAL_STATUSES,
+    TERMINATED,
+    InstanceInfo,
+)
 from .errors import (
     AlreadyExists,
     InstanceNotFound,
@@ -203,7 +212,9 @@ class Engine:
         self._timer_seq = itertools.count()
         self._timer_handle: asyncio.TimerHandle | None = None
         self._timer_due_ns: int | None = None
-        self._waiters: dict[str, list[tuple[Callable[[InstanceInfo], bool], asyncio.Future[InstanceInfo]]]] = {}
+        self._waiters: dict[
+            str, list[tuple[Callable[[InstanceInfo], bool], asyncio.Future[InstanceInfo]]]
+        ] = {}
         self._pump_scheduled = False
         self._next_inbox_id = 1
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -281,7 +292,9 @@ class Engine:
         if self._instances:
             log.info(
                 "recovered %d active workflow instance(s), %d pending activities, %d timers",
-                len(self._instances), len(activities), len(timers),
+                len(self._instances),
+                len(activities),
+                len(timers),
             )
         self._arm_timers()
 
@@ -608,7 +621,9 @@ class Engine:
         await self._write(self._purge_statements(order))
         return len(order)
 
-    def _collect_purge(self, instance_id: str, recursive: bool, order: list[str], root: bool) -> None:
+    def _collect_purge(
+        self, instance_id: str, recursive: bool, order: list[str], root: bool
+    ) -> None:
         inst = self._instances.get(instance_id)
         if inst is not None:
             if inst.status == STALLED:
@@ -744,7 +759,10 @@ class Engine:
                 inst.activities[event.eventId] = request
                 self._activity_queue.append((new_id, execution_id, event.eventId))
                 statements.append(
-                    (INSERT_ACTIVITY, [(new_id, execution_id, event.eventId, request.SerializeToString())])
+                    (
+                        INSERT_ACTIVITY,
+                        [(new_id, execution_id, event.eventId, request.SerializeToString())],
+                    )
                 )
             elif kind == "timerCreated":
                 fired = orch.new_event(
@@ -821,7 +839,9 @@ class Engine:
                 )
         log.info(
             "worker disconnected (stream %d); %d turn(s) and %d activit(ies) re-queued",
-            stream.id, len(stream.turns), len(stream.activities),
+            stream.id,
+            len(stream.turns),
+            len(stream.activities),
         )
         stream.turns.clear()
         stream.activities.clear()
@@ -847,8 +867,10 @@ class Engine:
             asyncio.get_running_loop().call_soon(self._pump)
 
     def _pick_stream(self, preferred: WorkStream | None = None) -> WorkStream | None:
-        if preferred is not None and not preferred.closed and (
-            preferred.outstanding < self.max_outstanding
+        if (
+            preferred is not None
+            and not preferred.closed
+            and (preferred.outstanding < self.max_outstanding)
         ):
             return preferred
         best = None
@@ -970,7 +992,10 @@ class Engine:
             return
         event = orch.activity_result_event(request, response, _now_ns())
         commit = self._write(
-            [(DELETE_ACTIVITY, [(inst.instance_id, flight.task_id)]), self._new_inbox_row(inst, event)]
+            [
+                (DELETE_ACTIVITY, [(inst.instance_id, flight.task_id)]),
+                self._new_inbox_row(inst, event),
+            ]
         )
         self._make_ready(inst)
         await commit
@@ -988,7 +1013,9 @@ class Engine:
             inst.instance_id, inst.execution_id, inst.name, inst.history, inst.suspended
         )
         now = _now_ns()
-        outcome = orch.apply_turn(view, turn.started, [e for _, e in turn.dispatched], response, now)
+        outcome = orch.apply_turn(
+            view, turn.started, [e for _, e in turn.dispatched], response, now
+        )
         inst.turn = None
         stream = turn.stream
         stream.turns.discard(inst.instance_id)
@@ -1020,7 +1047,7 @@ class Engine:
             inst.instance_id, inst.execution_id, inst.name, inst.history, inst.suspended
         )
         execution_id, first = orch.continue_as_new_events(view, inst.parent, done, now)
-        remaining = inst.inbox[len(consumed):]
+        remaining = inst.inbox[len(consumed) :]
         iid = inst.instance_id
         statements: list[Statement] = [
             (f"DELETE FROM {t} WHERE instance_id = ?", [(iid,)])
@@ -1051,7 +1078,7 @@ class Engine:
         now = _now_ns()
         first_seq = len(inst.history)
         inst.history.extend(outcome.events)
-        inst.inbox = inst.inbox[len(consumed):]
+        inst.inbox = inst.inbox[len(consumed) :]
         inst.updated_ns = now
         inst.custom_status = outcome.custom_status
         inst.stalled = None
@@ -1190,14 +1217,18 @@ class Engine:
     # -- timers ----------------------------------------------------------------------------------
 
     def _push_timer(self, fire_ns: int, iid: str, execution_id: str, timer_id: int) -> None:
-        heapq.heappush(self._timer_heap, (fire_ns, next(self._timer_seq), iid, execution_id, timer_id))
+        heapq.heappush(
+            self._timer_heap, (fire_ns, next(self._timer_seq), iid, execution_id, timer_id)
+        )
 
     def _arm_timers(self) -> None:
         if not self._timer_heap or self._closing:
             return
         due = self._timer_heap[0][0]
-        if self._timer_handle is not None and self._timer_due_ns is not None and (
-            self._timer_due_ns <= due
+        if (
+            self._timer_handle is not None
+            and self._timer_due_ns is not None
+            and (self._timer_due_ns <= due)
         ):
             return
         if self._timer_handle is not None:

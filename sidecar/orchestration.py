@@ -49,7 +49,9 @@ class TurnOutcome:
     output: str | None = None
     failure: pb.TaskFailureDetails | None = None
     activities: list[pb.ActivityRequest] = field(default_factory=list)
-    timers: list[tuple[int, pb.HistoryEvent]] = field(default_factory=list)  # (fire_at_ns, timerFired)
+    timers: list[tuple[int, pb.HistoryEvent]] = field(
+        default_factory=list
+    )  # (fire_at_ns, timerFired)
     children: list[ChildStart] = field(default_factory=list)
     continued_as_new: pb.CompleteWorkflowAction | None = None
     stall: pb.ExecutionStalledEvent | None = None
@@ -307,8 +309,11 @@ def continue_as_new_events(
 
 
 def child_result_event(
-    parent: pb.ParentInstanceInfo, status: int, output: str | None,
-    failure: pb.TaskFailureDetails | None, now_ns: int,
+    parent: pb.ParentInstanceInfo,
+    status: int,
+    output: str | None,
+    failure: pb.TaskFailureDetails | None,
+    now_ns: int,
 ) -> pb.HistoryEvent:
     """The event a finished child sends to its parent's inbox (§2.5)."""
     if status == COMPLETED:

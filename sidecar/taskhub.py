@@ -148,9 +148,7 @@ class TaskHubServicer(stubs.TaskHubSidecarServiceServicer):
         return pb.TerminateResponse()
 
     async def SuspendInstance(self, request: pb.SuspendRequest, context: Any) -> Any:
-        await call_engine(
-            context, self.engine.suspend(request.instanceId, _opt(request, "reason"))
-        )
+        await call_engine(context, self.engine.suspend(request.instanceId, _opt(request, "reason")))
         return pb.SuspendResponse()
 
     async def ResumeInstance(self, request: pb.ResumeRequest, context: Any) -> Any:
