@@ -28,6 +28,7 @@ from sidecar.state_store import (
     SetRequest,
     StateError,
     StateStore,
+    UnsupportedOperation,
 )
 
 log = logging.getLogger("sidecar.dapr_api")
@@ -109,7 +110,7 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
                 options=dict(request.options),
             )
         except SidecarError as exc:
-            await abort(context, _api_error(exc))
+            await abort(context, wf.as_api_error(exc))
         return api_v1.StartWorkflowResponse(instance_id=instance_id)
 
     async def GetWorkflowBeta1(  # noqa: N802
@@ -118,7 +119,7 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
         try:
             response = await wf.workflow_get(self.engine, instance_id=request.instance_id)
         except SidecarError as exc:
-            await abort(context, _api_error(exc))
+            await abort(context, wf.as_api_error(exc))
         # daprd ≥1.16: an unknown instance is OK with only the instance ID set.
         return response or api_v1.GetWorkflowResponse(instance_id=request.instance_id)
 
@@ -243,13 +244,7 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
                 elif op.operationType == "delete":
                     operations.append(_delete_request(op.request))
                 else:
-                    # daprd: Unimplemented on gRPC (and 400 on HTTP) for an unknown operation.
-                    raise wf.WorkflowApiError(
-                        "UNIMPLEMENTED",
-                        400,
-                        "ERR_NOT_SUPPORTED_STATE_OPERATION",
-                        f"operation type {op.operationType} not supported",
-                    )
+                    raise UnsupportedOperation(op.operationType)
             await self.state.transact(request.storeName, operations)
         except SidecarError as exc:
             await abort(context, exc)
@@ -286,18 +281,11 @@ def _delete_request(item: common_v1.StateItem) -> DeleteRequest:
     )
 
 
-def _api_error(exc: SidecarError) -> SidecarError:
-    """Errors the workflow module did not shape (it shapes all it expects) stay daprd-like."""
-    if isinstance(exc, wf.WorkflowApiError | StateError):
-        return exc
-    return wf.WorkflowApiError(exc.code, 500, "ERR_INTERNAL", str(exc))
-
-
 async def _empty(context: grpc.aio.ServicerContext, call: Any) -> empty_pb2.Empty:
     try:
         await call
     except SidecarError as exc:
-        await abort(context, _api_error(exc))
+        await abort(context, wf.as_api_error(exc))
     return empty_pb2.Empty()
 
 

@@ -17,7 +17,11 @@ from typing import Any
 
 import grpc
 
+from .components import ComponentsError, load_state_store_names
+from .dapr_api import add_dapr_servicer
 from .engine import Engine
+from .http_api import create_app
+from .state_store import StateStore
 from .store import Store, StoreError
 from .taskhub import add_taskhub_servicer
 
@@ -222,10 +226,39 @@ class Sidecar:
         return f"[{self.host}]" if ":" in self.host else self.host
 
     def _add_extra_services(self, server: grpc.aio.Server) -> None:
-        """Hook for the Dapr runtime API (state, workflow Alpha1/Beta1) on the same port."""
+        """The Dapr runtime API (state, workflow Alpha1/Beta1, metadata) on the same port."""
+        assert self.engine is not None and self.store is not None
+        try:
+            names = load_state_store_names(self.resources_path)
+        except ComponentsError as exc:
+            raise SidecarStartError(str(exc)) from exc
+        self.state = StateStore(self.store, names)
+        self._extended_metadata: dict[str, str] = {}
+        add_dapr_servicer(
+            server, self.engine, self.state, extended_metadata=self._extended_metadata
+        )
 
     async def _start_http(self) -> None:
-        """Hook for the Dapr HTTP API on ``http_port``."""
+        """The Dapr HTTP API on ``http_port`` (0 picks a free port; read it back afterwards)."""
+        if self.http_port is None:
+            return
+        from aiohttp import web
+
+        app = create_app(
+            self.engine, self.state, self.api_token, extended_metadata=self._extended_metadata
+        )
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.http_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise SidecarStartError(
+                f"cannot listen on {self.host}:{self.http_port}: {exc.strerror}"
+            ) from exc
+        self._http_runner = runner
+        self.http_port = runner.addresses[0][1]
 
     async def _shutdown(self) -> None:
         assert self.engine is not None and self.store is not None

@@ -127,6 +127,20 @@ class StateRequestInvalid(StateError):
     http_status = 400
 
 
+class UnsupportedOperation(StateError):
+    """A transaction operation other than upsert/delete (daprd: UNIMPLEMENTED on gRPC, 400 on
+    HTTP)."""
+
+    code = "UNIMPLEMENTED"
+    http_status = 400
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(
+            f"operation type {operation} not supported",
+            error_code="ERR_NOT_SUPPORTED_STATE_OPERATION",
+        )
+
+
 class ETagMismatch(StateError):
     code = "ABORTED"
     http_status = 409

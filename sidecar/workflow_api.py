@@ -36,8 +36,10 @@ START_TIME_OPTION = "dapr.workflow.start_time"
 _STATUS_NAMES = {s: n for s, n in api.STATUS_NAMES.items() if s != api.STALLED}
 
 
-class WorkflowApiError(SidecarError):
-    """A workflow API failure as daprd reports it (same attributes as ``StateError``)."""
+class DaprApiError(SidecarError):
+    """A Dapr API failure as daprd reports it: ``code`` (gRPC status name), ``http_status``,
+    ``error_code`` (daprd's errorCode), ``message``, ``reason`` (ErrorInfo). ``StateError``
+    carries the same attributes; the edges read only these."""
 
     def __init__(
         self, code: str, http_status: int, error_code: str, message: str, reason: str | None = None
@@ -50,21 +52,28 @@ class WorkflowApiError(SidecarError):
         self.reason = reason or error_code
 
 
-def _bad_request(error_code: str, message: str) -> WorkflowApiError:
-    return WorkflowApiError("INVALID_ARGUMENT", 400, error_code, message)
+def _bad_request(error_code: str, message: str) -> DaprApiError:
+    return DaprApiError("INVALID_ARGUMENT", 400, error_code, message)
 
 
-def _internal(error_code: str, message: str) -> WorkflowApiError:
-    return WorkflowApiError("INTERNAL", 500, error_code, message)
+def _internal(error_code: str, message: str) -> DaprApiError:
+    return DaprApiError("INTERNAL", 500, error_code, message)
 
 
-def _instance_not_found(instance_id: str) -> WorkflowApiError:
-    return WorkflowApiError(
+def _instance_not_found(instance_id: str) -> DaprApiError:
+    return DaprApiError(
         "NOT_FOUND",
         404,
         "ERR_INSTANCE_ID_NOT_FOUND",
         f"unable to find workflow with the provided instance ID: {instance_id}",
     )
+
+
+def as_api_error(exc: SidecarError) -> SidecarError:
+    """An engine error this module did not shape (it shapes all it expects) as a 500."""
+    if isinstance(exc, DaprApiError) or hasattr(exc, "error_code"):
+        return exc
+    return DaprApiError(exc.code, 500, "ERR_INTERNAL", str(exc))
 
 
 def _validate_instance_id(instance_id: str, *, is_create: bool) -> None:
