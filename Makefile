@@ -28,7 +28,7 @@ setup: install
 	$(PY) manage.py seed
 
 run: setup
-	PORT=$(PORT) $(BIN)/honcho start
+	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) $(BIN)/honcho start
 
 # Debian's chromium for the browser tests (Playwright drives it; nothing is downloaded by Playwright).
 browser:
