@@ -1,0 +1,293 @@
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from orders import services
+from orders.exceptions import (
+    ApprovalNotPermitted,
+    ApprovalWindowClosed,
+    InvalidQuantity,
+    InventoryUpdateFailed,
+    NotAwaitingApproval,
+    NotEnoughStock,
+    OrderNotCancellable,
+    UnknownItem,
+)
+from orders.models import InventoryItem, LedgerEntry, Order, OrderStatus
+from orders.tests.conftest import stock, timeline
+
+
+class TestOrderPlace:
+    def test_order_place_writes_order_with_total(self, cars):
+        order = services.order_place(item_id=cars.pk, quantity=3)
+        order.refresh_from_db()
+        assert order.total_cost == Decimal("15000")
+        assert order.status == OrderStatus.PLACED
+        assert order.scheduled_at is None
+        assert len(order.id) == 32
+
+    @pytest.mark.parametrize("quantity", [0, -1, "2", 2.5, True, None])
+    def test_order_place_bad_quantity_writes_nothing(self, cars, quantity):
+        with pytest.raises(InvalidQuantity):
+            services.order_place(item_id=cars.pk, quantity=quantity)
+        assert Order.objects.count() == 0
+
+    def test_order_place_unknown_item_writes_nothing(self, cars):
+        with pytest.raises(UnknownItem):
+            services.order_place(item_id=cars.pk + 99, quantity=1)
+        assert Order.objects.count() == 0
+
+    def test_order_place_more_than_on_hand_writes_nothing(self, cars):
+        with pytest.raises(NotEnoughStock):
+            services.order_place(item_id=cars.pk, quantity=11)
+        assert Order.objects.count() == 0
+
+    def test_order_place_schedules_after_commit(
+        self, cars, no_engine, django_capture_on_commit_callbacks
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            order = services.order_place(item_id=cars.pk, quantity=1)
+        assert no_engine == [("schedule", order.id)]
+        order.refresh_from_db()
+        assert order.scheduled_at is not None
+
+    def test_order_schedule_engine_down_leaves_order_for_the_worker(self, cars, monkeypatch):
+        from orders import engine
+        from orders.exceptions import EngineUnavailable
+
+        def down(**kwargs):
+            raise EngineUnavailable("no engine")
+
+        monkeypatch.setattr(engine, "workflow_schedule", down)
+        order = services.order_place(item_id=cars.pk, quantity=1)
+        assert services.order_schedule(order_id=order.id) is False
+        order.refresh_from_db()
+        assert order.scheduled_at is None
+        assert order.status == OrderStatus.PLACED
+
+
+class TestStockMovements:
+    def test_reserve_moves_units_and_is_idempotent(self, cars):
+        order = services.order_place(item_id=cars.pk, quantity=2)
+        first = services.inventory_reserve(order_id=order.id)
+        second = services.inventory_reserve(order_id=order.id)
+        assert first.success and second.success
+        assert first.available == second.available == 10
+        assert stock(cars) == (8, 2, 0)
+        assert LedgerEntry.objects.filter(order=order).count() == 1
+
+    def test_reserve_insufficient_changes_nothing(self, cars):
+        order = services.order_place(item_id=cars.pk, quantity=5)
+        InventoryItem.objects.filter(pk=cars.pk).update(on_hand=4)
+        result = services.inventory_reserve(order_id=order.id)
+        assert not result.success
+        assert result.available == 4
+        assert stock(cars) == (4, 0, 0)
+        assert not LedgerEntry.objects.exists()
+
+    def test_release_gives_units_back_once(self, cars):
+        order = services.order_place(item_id=cars.pk, quantity=3)
+        services.inventory_reserve(order_id=order.id)
+        assert services.inventory_release(order_id=order.id) is True
+        assert services.inventory_release(order_id=order.id) is False
+        assert stock(cars) == (10, 0, 0)
+
+    def test_deduct_sells_reserved_units_once(self, cars):
+        order = services.order_place(item_id=cars.pk, quantity=3)
+        services.inventory_reserve(order_id=order.id)
+        assert services.inventory_deduct(order_id=order.id) == 7
+        assert services.inventory_deduct(order_id=order.id) == 7
+        assert stock(cars) == (7, 0, 3)
+        # Sold units are not released by a late failure path.
+        assert services.inventory_release(order_id=order.id) is False
+        assert stock(cars) == (7, 0, 3)
+
+    def test_deduct_without_reservation_fails(self, cars):
+        order = services.order_place(item_id=cars.pk, quantity=3)
+        with pytest.raises(InventoryUpdateFailed):
+            services.inventory_deduct(order_id=order.id)
+        assert stock(cars) == (10, 0, 0)
+
+    def test_payment_and_refund_once_each(self, cars):
+        order = services.order_place(item_id=cars.pk, quantity=2)
+        services.inventory_reserve(order_id=order.id)
+        assert services.payment_process(order_id=order.id) == Decimal("10000")
+        services.payment_process(order_id=order.id)
+        assert services.payment_refund(order_id=order.id) is True
+        assert services.payment_refund(order_id=order.id) is False
+        steps = sorted(LedgerEntry.objects.filter(order=order).values_list("step", flat=True))
+        assert steps == ["payment", "refund", "release", "reserve"]
+        assert stock(cars) == (10, 0, 0)
+
+    def test_restock_adds_units(self, cars):
+        services.inventory_restock(item_id=cars.pk, quantity=5)
+        assert stock(cars) == (15, 0, 0)
+        with pytest.raises(InvalidQuantity):
+            services.inventory_restock(item_id=cars.pk, quantity=0)
+        with pytest.raises(UnknownItem):
+            services.inventory_restock(item_id=cars.pk + 99, quantity=1)
+
+
+class TestNotify:
+    def test_notify_once_per_step_and_final_state_sticks(self, cars):
+        order = services.order_place(item_id=cars.pk, quantity=1)
+        services.order_notify(
+            order_id=order.id, step="received", message="Received", status="processing"
+        )
+        services.order_notify(
+            order_id=order.id, step="received", message="Received", status="processing"
+        )
+        services.order_notify(
+            order_id=order.id,
+            step="completed",
+            message="Done",
+            status="completed",
+            result={"processed": True},
+        )
+        # A late replay must not reopen a finished order.
+        services.order_notify(
+            order_id=order.id, step="received2", message="Again", status="processing"
+        )
+        order.refresh_from_db()
+        assert order.status == OrderStatus.COMPLETED
+        assert order.result == {"processed": True}
+        assert timeline(order) == ["Received", "Done"]
+
+
+def _awaiting(order: Order, seconds: float = 60) -> None:
+    services.inventory_reserve(order_id=order.id)
+    services.order_request_approval(
+        order_id=order.id, deadline=timezone.now() + timedelta(seconds=seconds)
+    )
+
+
+class TestDecisions:
+    def test_approve_records_who_and_sends_event(
+        self, cars, manager, no_engine, django_capture_on_commit_callbacks
+    ):
+        order = services.order_place(item_id=cars.pk, quantity=10)
+        _awaiting(order)
+        with django_capture_on_commit_callbacks(execute=True):
+            services.order_approve(order_id=order.id, user=manager)
+        order.refresh_from_db()
+        assert order.approved is True
+        assert order.decided_by == manager
+        assert order.decided_at is not None
+        assert ("approval", (order.id, True)) in no_engine
+
+    def test_reject_sends_false(self, cars, manager, no_engine, django_capture_on_commit_callbacks):
+        order = services.order_place(item_id=cars.pk, quantity=10)
+        _awaiting(order)
+        with django_capture_on_commit_callbacks(execute=True):
+            services.order_reject(order_id=order.id, user=manager)
+        order.refresh_from_db()
+        assert order.approved is False
+        assert ("approval", (order.id, False)) in no_engine
+
+    def test_approve_without_permission_refused(self, cars, clerk, no_engine):
+        order = services.order_place(item_id=cars.pk, quantity=10)
+        _awaiting(order)
+        with pytest.raises(ApprovalNotPermitted):
+            services.order_approve(order_id=order.id, user=clerk)
+        order.refresh_from_db()
+        assert order.approved is None
+
+    def test_approve_twice_refused(self, cars, manager, no_engine):
+        order = services.order_place(item_id=cars.pk, quantity=10)
+        _awaiting(order)
+        services.order_approve(order_id=order.id, user=manager)
+        with pytest.raises(NotAwaitingApproval):
+            services.order_reject(order_id=order.id, user=manager)
+        order.refresh_from_db()
+        assert order.approved is True
+
+    def test_approve_not_awaiting_refused(self, cars, manager, no_engine):
+        order = services.order_place(item_id=cars.pk, quantity=1)
+        with pytest.raises(NotAwaitingApproval):
+            services.order_approve(order_id=order.id, user=manager)
+
+    def test_approve_after_deadline_refused(self, cars, manager, no_engine):
+        order = services.order_place(item_id=cars.pk, quantity=10)
+        _awaiting(order, seconds=-1)
+        with pytest.raises(ApprovalWindowClosed):
+            services.order_approve(order_id=order.id, user=manager)
+
+
+class TestCancel:
+    def test_cancel_terminates_releases_and_refunds(self, cars, manager, no_engine):
+        order = services.order_place(item_id=cars.pk, quantity=4)
+        services.inventory_reserve(order_id=order.id)
+        services.payment_process(order_id=order.id)
+        services.order_cancel(order_id=order.id, user=manager)
+        order.refresh_from_db()
+        assert ("terminate", order.id) in no_engine
+        assert order.status == OrderStatus.CANCELLED
+        assert stock(cars) == (10, 0, 0)
+        assert LedgerEntry.objects.filter(order=order, step="refund").exists()
+        assert timeline(order) == [f"Order {order.id} has been cancelled by boss."]
+        with pytest.raises(OrderNotCancellable):
+            services.order_cancel(order_id=order.id, user=manager)
+
+    def test_cancel_after_fulfilment_refused(self, cars, manager, no_engine):
+        order = services.order_place(item_id=cars.pk, quantity=4)
+        services.inventory_reserve(order_id=order.id)
+        services.inventory_deduct(order_id=order.id)
+        with pytest.raises(OrderNotCancellable):
+            services.order_cancel(order_id=order.id, user=manager)
+        assert no_engine == []
+        assert stock(cars) == (6, 0, 4)
+
+    def test_reserve_after_cancel_takes_nothing(self, cars, manager, no_engine):
+        order = services.order_place(item_id=cars.pk, quantity=4)
+        services.order_cancel(order_id=order.id, user=manager)
+        assert not services.inventory_reserve(order_id=order.id).success
+        assert stock(cars) == (10, 0, 0)
+
+
+class TestSeed:
+    def test_inventory_seed_once(self, db):
+        assert [i.name for i in services.inventory_seed()] == ["Paperclip", "Cars", "Computers"]
+        assert services.inventory_seed() == []
+        assert InventoryItem.objects.get(name="Cars").unit_cost == Decimal("5000")
+
+    def test_manager_account_can_approve(self, db):
+        user = services.manager_account_create(username="manager", password="s3cret-pass")
+        assert user is not None and user.is_staff
+        assert user.has_perm("orders.approve_order")
+        assert services.manager_account_create(username="manager", password="x") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_reservations_never_oversell():
+    """Twelve orders race for the last five units: exactly five get one each."""
+    item = InventoryItem.objects.create(name="Last units", unit_cost=Decimal("1"), on_hand=5)
+    orders = [services.order_place(item_id=item.pk, quantity=1) for _ in range(12)]
+    # Placing checked stock only as a hint; the reservation is the real gate.
+    barrier = threading.Barrier(len(orders))
+    results: dict[str, bool] = {}
+    errors: list[BaseException] = []
+
+    def reserve(order_id: str) -> None:
+        try:
+            barrier.wait()
+            results[order_id] = services.inventory_reserve(order_id=order_id).success
+        except BaseException as error:  # reported below, not lost in the thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=reserve, args=(o.id,)) for o in orders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(results.values()) == 5
+    assert stock(item) == (0, 5, 0)
+    assert LedgerEntry.objects.filter(step="reserve").count() == 5
