@@ -8,9 +8,11 @@ quickstart's wording and logger names (``INFO:VerifyInventoryActivity:There are 
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import close_old_connections
 
@@ -25,10 +27,26 @@ update_log = logging.getLogger("UpdateInventoryActivity")
 refund_log = logging.getLogger("RefundPaymentActivity")
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def activity(fn: F) -> F:
+    """Treat each activity run like a request: it runs on one of the SDK's pool threads, which
+    keep a Django connection each, so connections past CONN_MAX_AGE (or broken) are closed
+    before and after, as Django does around a request."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return run  # type: ignore[return-value]
+
+
 def _order(order_id: str) -> Order:
-    # Activities run on the SDK's worker threads, each with its own Django connection; drop
-    # connections a dead database or CONN_MAX_AGE made unusable, as a request would.
-    close_old_connections()
     return Order.objects.select_related("item").get(pk=order_id)
 
 
@@ -36,9 +54,9 @@ def _ordered(order: Order) -> str:
     return f"{order.quantity} {order.item.name.lower()}"
 
 
+@activity
 def notify_activity(ctx: Any, notification: dict[str, Any]) -> None:
     notify_log.info(notification["message"])
-    close_old_connections()
     services.order_notify(
         order_id=notification["order_id"],
         step=notification["step"],
@@ -48,6 +66,7 @@ def notify_activity(ctx: Any, notification: dict[str, Any]) -> None:
     )
 
 
+@activity
 def verify_inventory_activity(ctx: Any, request: dict[str, Any]) -> dict[str, Any]:
     order = _order(request["order_id"])
     verify_log.info(f"Verifying inventory for order {order.id} of {_ordered(order)}")
@@ -56,6 +75,7 @@ def verify_inventory_activity(ctx: Any, request: dict[str, Any]) -> dict[str, An
     return {"success": reservation.success, "available": reservation.available}
 
 
+@activity
 def request_approval_activity(ctx: Any, request: dict[str, Any]) -> None:
     order = _order(request["order_id"])
     approval_log.info(
@@ -68,6 +88,7 @@ def request_approval_activity(ctx: Any, request: dict[str, Any]) -> None:
     services.order_request_approval(order_id=order.id, deadline=deadline)
 
 
+@activity
 def process_payment_activity(ctx: Any, request: dict[str, Any]) -> None:
     order = _order(request["order_id"])
     amount = services.amount_text(order.total_cost)
@@ -76,6 +97,7 @@ def process_payment_activity(ctx: Any, request: dict[str, Any]) -> None:
     payment_log.info(f"Payment for request ID {order.id} processed successfully")
 
 
+@activity
 def update_inventory_activity(ctx: Any, request: dict[str, Any]) -> None:
     order = _order(request["order_id"])
     update_log.info(f"Checking inventory for order {order.id} for {_ordered(order)}")
@@ -83,11 +105,12 @@ def update_inventory_activity(ctx: Any, request: dict[str, Any]) -> None:
     update_log.info(f"There are now {left} {order.item.name.lower()} left in stock")
 
 
+@activity
 def release_inventory_activity(ctx: Any, request: dict[str, Any]) -> None:
-    close_old_connections()
     services.inventory_release(order_id=request["order_id"])
 
 
+@activity
 def refund_payment_activity(ctx: Any, request: dict[str, Any]) -> None:
     order = _order(request["order_id"])
     if services.payment_refund(order_id=order.id):
