@@ -69,6 +69,12 @@ class OrderEventInline(admin.TabularInline):
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Part of the order: whoever may see the order sees its timeline and ledger.
+        return request.user.has_perm("orders.view_order") or request.user.has_perm(
+            "orders.change_order"
+        )
+
 
 class LedgerEntryInline(admin.TabularInline):
     model = LedgerEntry
@@ -79,6 +85,12 @@ class LedgerEntryInline(admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Part of the order: whoever may see the order sees its timeline and ledger.
+        return request.user.has_perm("orders.view_order") or request.user.has_perm(
+            "orders.change_order"
+        )
 
 
 @admin.register(Order)
