@@ -16,7 +16,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         for item in services.inventory_seed():
-            self.stdout.write(f"Added {item.name} (${item.unit_cost}, {item.on_hand} on hand)")
+            self.stdout.write(
+                f"Added {item.name} (${services.amount_text(item.unit_cost)}, {item.on_hand} on hand)"
+            )
         password = os.environ.get("MANAGER_PASSWORD") or ""
         generated = not password
         if generated:
