@@ -56,6 +56,11 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+def _json_response(text: str, status: int = 200) -> web.Response:
+    # Bytes, not text: aiohttp would add "; charset=utf-8", daprd sends plain application/json.
+    return web.Response(body=text.encode(), status=status, content_type="application/json")
+
+
 class MalformedRequest(SidecarError):
     code = "INVALID_ARGUMENT"
     http_status = 400
@@ -84,7 +89,7 @@ def error_response(exc: SidecarError) -> web.Response:
                 "metadata": None,
             }
         ]
-    return web.json_response(body, status=getattr(exc, "http_status", 500), dumps=_dumps)
+    return _json_response(_dumps(body), status=getattr(exc, "http_status", 500))
 
 
 def _token_middleware(token: str) -> Any:
@@ -162,7 +167,7 @@ class _Routes:
             name=request.match_info["name"],
             input=await request.read(),
         )
-        return web.json_response({"instanceID": instance_id}, status=202, dumps=_dumps)
+        return _json_response(_dumps({"instanceID": instance_id}), status=202)
 
     async def workflow_get(self, request: web.Request) -> web.Response:
         instance_id = request.match_info["instance_id"]
@@ -174,7 +179,7 @@ class _Routes:
                 "ERR_INSTANCE_ID_NOT_FOUND",
                 f"unable to find workflow with the provided instance ID: {instance_id}",
             )
-        return web.json_response(json_format.MessageToDict(response), dumps=_dumps)
+        return _json_response(_dumps(json_format.MessageToDict(response)))
 
     async def workflow_terminate(self, request: web.Request) -> web.Response:
         await wf.workflow_terminate(self.engine, instance_id=request.match_info["instance_id"])
@@ -248,8 +253,7 @@ class _Routes:
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise MalformedRequest('failed deserializing HTTP body: "keys" must be strings')
         entries = await self.state.get_bulk(store, keys)
-        body = "[" + ",".join(_bulk_item(e) for e in entries) + "]"
-        return web.Response(text=body, content_type="application/json")
+        return _json_response("[" + ",".join(_bulk_item(e) for e in entries) + "]")
 
     async def state_transaction(self, request: web.Request) -> web.Response:
         store = request.match_info["store"]
@@ -298,7 +302,7 @@ class _Routes:
             body["extended"] = dict(response.extended_metadata)
         if response.workflows.connected_workers:
             body["workflows"] = {"connectedWorkers": response.workflows.connected_workers}
-        return web.json_response(body, dumps=_dumps)
+        return _json_response(_dumps(body))
 
     async def metadata_put(self, request: web.Request) -> web.Response:
         self.extended[request.match_info["key"]] = (await request.read()).decode(
@@ -309,7 +313,7 @@ class _Routes:
 
 def _accepted() -> web.Response:
     # daprd serialises the handlers' google.protobuf.Empty with protojson: "{}".
-    return web.Response(status=202, text="{}", content_type="application/json")
+    return _json_response("{}", status=202)
 
 
 async def _json_body(request: web.Request, prefix: str = "failed deserializing HTTP body: ") -> Any:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
 from .api import COMPLETED, FAILED, RUNNING, STALLED, SUSPENDED, TERMINATED
-from .errors import InvalidArgument
+from .errors import InvalidArgument, NotFound
 
 TERMINAL_ACTION_STATUSES = {COMPLETED, FAILED, TERMINATED}
 
@@ -366,3 +366,46 @@ def children_of(history: list[pb.HistoryEvent]) -> list[str]:
 
 def _sv(value: str | None) -> pb.wrappers_pb2.StringValue | None:
     return None if value is None else pb.wrappers_pb2.StringValue(value=value)
+
+
+RERUNNABLE = ("taskScheduled", "timerCreated", "childWorkflowInstanceCreated")
+
+
+def rerun_history(
+    history: list[pb.HistoryEvent],
+    source_id: str,
+    event_id: int,
+    new_id: str,
+    *,
+    input: str | None,
+    overwrite_input: bool,
+    new_child_instance_id: str | None,
+) -> list[pb.HistoryEvent]:
+    """The history a rerun starts from: everything before the target event, then the target
+    marked as rerun (daprd's RerunWorkflowFromEvent; protocol sheet §1.11)."""
+    index = next(
+        (i for i, e in enumerate(history) if event_id >= 0 and e.eventId == event_id), None
+    )
+    if index is None:
+        raise NotFound(f"'{source_id}' does not have history event with ID '{event_id}'")
+    target = pb.HistoryEvent()
+    target.CopyFrom(history[index])
+    kind = target.WhichOneof("eventType")
+    if kind not in RERUNNABLE:
+        raise NotFound(
+            f"target event '{kind}' with ID '{event_id}' is not an event that can be rerun"
+        )
+    if overwrite_input and kind == "timerCreated":
+        raise InvalidArgument("cannot overwrite the input of a timer event")
+    if new_child_instance_id is not None and kind != "childWorkflowInstanceCreated":
+        raise InvalidArgument("a new child instance id needs a child workflow target event")
+    body = getattr(target, kind)
+    body.rerunParentInstanceInfo.CopyFrom(pb.RerunParentInstanceInfo(instanceID=source_id))
+    if overwrite_input:
+        if input is None:
+            body.ClearField("input")
+        else:
+            body.input.value = input
+    if kind == "childWorkflowInstanceCreated":
+        body.instanceId = new_child_instance_id or f"{new_id}:{event_id:04x}"
+    return [*history[:index], target]

@@ -133,7 +133,9 @@ def test_child_workflow_failure_surfaces_in_parent(app: WorkflowApp) -> None:
     assert uncaught_state.runtime_status == WorkflowStatus.FAILED
     assert uncaught_state.failure_details is not None
     assert uncaught_state.failure_details.error_type == "TaskFailedError"
-    assert "Sub-orchestration task #1 failed: child blew up" in uncaught_state.failure_details.message
+    assert (
+        "Sub-orchestration task #1 failed: child blew up" in uncaught_state.failure_details.message
+    )
     assert child_state is not None and child_state.runtime_status == WorkflowStatus.FAILED
     assert "childWorkflowInstanceFailed" in history_types(client, caught)
 
@@ -355,8 +357,10 @@ def test_terminate_recursive_reaches_grandchildren(app: WorkflowApp) -> None:
     client.schedule_new_workflow(deep_root, instance_id="deep")
     assert client.wait_for_workflow_start("deep_L1_L2", timeout_in_seconds=WAIT) is not None
     assert wait_until(
-        lambda: (s := client.get_workflow_state("deep_L1_L2")) is not None
-        and s.runtime_status == WorkflowStatus.RUNNING,
+        lambda: (
+            (s := client.get_workflow_state("deep_L1_L2")) is not None
+            and s.runtime_status == WorkflowStatus.RUNNING
+        ),
         timeout=10,
     )
     client.terminate_workflow("deep")

@@ -334,9 +334,7 @@ def test_scheduled_start_in_the_past_runs_at_once(app: WorkflowApp) -> None:
         return "ran"
 
     client = app.start()
-    iid = client.schedule_new_workflow(
-        overdue, start_at=datetime.now(UTC) - timedelta(minutes=5)
-    )
+    iid = client.schedule_new_workflow(overdue, start_at=datetime.now(UTC) - timedelta(minutes=5))
     state = client.wait_for_workflow_completion(iid, timeout_in_seconds=5)
 
     assert state is not None

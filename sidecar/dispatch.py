@@ -1,0 +1,275 @@
+"""Dispatch: hand workflow turns and activities to the workers' GetWorkItems streams.
+
+Rules (protocol sheet §2.1, §3.1–3.3):
+
+* one turn per instance in flight at a time; events that arrive meanwhile wait for the next;
+* activities run in parallel, on whichever stream is least busy;
+* everything sent on a stream that ends and was not completed is handed out again, so
+  activities run at least once;
+* a turn goes back to the stream that ran the instance's previous turn when that stream
+  advertised stateful history, so only new events need to be sent (§2.6).
+
+Nothing here touches the database: the engine persists before or alongside what it queues here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dapr.ext.workflow._durabletask.internal import protos as pb
+
+from . import orchestration as orch
+from .errors import InvalidArgument
+from .instance import Instance, Turn, now_ns, string_value
+
+log = logging.getLogger("sidecar.dispatch")
+
+STATEFUL_HISTORY = pb.WORKER_CAPABILITY_STATEFUL_HISTORY
+
+
+class WorkStream:
+    """One worker's GetWorkItems stream: a FIFO of work items and what is outstanding on it."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, capabilities: Iterable[int]) -> None:
+        self.id = next(self._ids)
+        self.queue: asyncio.Queue[pb.WorkItem | None] = asyncio.Queue()
+        self.stateful = STATEFUL_HISTORY in set(capabilities)
+        self.turns: set[str] = set()  # instance ids with a turn in flight on this stream
+        self.activities: set[str] = set()  # activity tokens in flight on this stream
+        self.warm: dict[str, int] = {}  # instance id -> history length the worker has cached
+        self.closed = False
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.turns) + len(self.activities)
+
+
+@dataclass
+class ActivityFlight:
+    instance_id: str
+    execution_id: str
+    task_id: int
+    stream: WorkStream
+
+
+class Dispatcher:
+    """Queues of ready turns and pending activities, the open streams, and what is in flight."""
+
+    def __init__(self, instances: dict[str, Instance], max_outstanding_per_stream: int) -> None:
+        self.instances = instances  # the engine's active instances, shared
+        self.max_outstanding = max_outstanding_per_stream
+        self.streams: list[WorkStream] = []
+        self._ready: deque[str] = deque()
+        self._activities: deque[tuple[str, str, int]] = deque()
+        self._flights: dict[str, ActivityFlight] = {}
+        self._flight_tokens: dict[tuple[str, int], str] = {}
+        self._boot = uuid.uuid4().hex[:12]
+        self._tokens = itertools.count(1)
+        self._pump_scheduled = False
+        self.closing = False
+
+    # -- streams ---------------------------------------------------------------------------------
+
+    def open_stream(self, capabilities: Iterable[int]) -> WorkStream:
+        stream = WorkStream(capabilities)
+        self.streams.append(stream)
+        log.info("worker connected (stream %d); %d stream(s) open", stream.id, len(self.streams))
+        self.schedule_pump()
+        return stream
+
+    def close_stream(self, stream: WorkStream) -> None:
+        """The stream ended: everything sent on it and not completed is handed out again."""
+        if stream.closed:
+            return
+        stream.closed = True
+        self.streams.remove(stream)
+        for iid in stream.turns:
+            inst = self.instances.get(iid)
+            if inst is not None and inst.turn is not None and inst.turn.stream is stream:
+                inst.turn = None
+                self.make_ready(inst)
+        for token in stream.activities:
+            flight = self._flights.pop(token, None)
+            if flight is not None:
+                self._flight_tokens.pop((flight.instance_id, flight.task_id), None)
+                self._activities.appendleft(
+                    (flight.instance_id, flight.execution_id, flight.task_id)
+                )
+        log.info(
+            "worker disconnected (stream %d); %d turn(s) and %d activities handed out again",
+            stream.id,
+            len(stream.turns),
+            len(stream.activities),
+        )
+        stream.turns.clear()
+        stream.activities.clear()
+        self.schedule_pump()
+
+    def close(self) -> None:
+        """End every stream: workers reconnect to whichever sidecar comes next."""
+        self.closing = True
+        for stream in list(self.streams):
+            stream.queue.put_nowait(None)
+
+    # -- queues ----------------------------------------------------------------------------------
+
+    def make_ready(self, inst: Instance) -> None:
+        """Queue a turn for ``inst`` if it has events to deliver and nothing in flight."""
+        if (
+            inst.queued
+            or inst.turn is not None
+            or inst.done
+            or not inst.inbox
+            or inst.stalled is not None
+            or inst.scheduled_start_ns is not None
+        ):
+            return
+        inst.queued = True
+        self._ready.append(inst.instance_id)
+        self.schedule_pump()
+
+    def queue_activity(self, inst: Instance, task_id: int) -> None:
+        self._activities.append((inst.instance_id, inst.execution_id, task_id))
+        self.schedule_pump()
+
+    def schedule_pump(self) -> None:
+        if not self._pump_scheduled and not self.closing:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pick_stream(self, preferred: WorkStream | None = None) -> WorkStream | None:
+        if (
+            preferred is not None
+            and not preferred.closed
+            and preferred.outstanding < self.max_outstanding
+        ):
+            return preferred
+        best = None
+        for stream in self.streams:
+            if stream.outstanding < self.max_outstanding and (
+                best is None or stream.outstanding < best.outstanding
+            ):
+                best = stream
+        return best
+
+    def _warm_stream(self, instance_id: str) -> WorkStream | None:
+        for stream in self.streams:
+            if instance_id in stream.warm:
+                return stream
+        return None
+
+    def _pump(self) -> None:
+        """Hand queued turns and activities to the least busy streams."""
+        self._pump_scheduled = False
+        while self._ready and self.streams:
+            inst = self.instances.get(self._ready[0])
+            if inst is None or not inst.queued:
+                self._ready.popleft()
+                continue
+            inst.queued = False
+            if inst.turn is not None or inst.done or not inst.inbox or inst.stalled is not None:
+                self._ready.popleft()
+                continue
+            stream = self._pick_stream(self._warm_stream(inst.instance_id))
+            if stream is None:
+                inst.queued = True
+                break
+            self._ready.popleft()
+            self._send_turn(inst, stream)
+        while self._activities and self.streams:
+            iid, execution_id, task_id = self._activities[0]
+            inst = self.instances.get(iid)
+            if (
+                inst is None
+                or inst.done
+                or inst.execution_id != execution_id
+                or task_id not in inst.activities
+                or (iid, task_id) in self._flight_tokens
+            ):
+                self._activities.popleft()
+                continue
+            stream = self._pick_stream()
+            if stream is None:
+                break
+            self._activities.popleft()
+            self._send_activity(inst, task_id, stream)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def _token(self) -> str:
+        return f"{self._boot}-{next(self._tokens)}"
+
+    def check_token(self, token: str) -> None:
+        """Tokens are ``<boot id>-<n>``; one from an earlier run is stale, not malformed."""
+        prefix, _, number = token.rpartition("-")
+        if token and (not prefix or not number.isdigit()):
+            raise InvalidArgument(f"malformed completion token {token!r}")
+
+    def _send_turn(self, inst: Instance, stream: WorkStream) -> None:
+        started = orch.new_event(now_ns(), workflowStarted=pb.WorkflowStartedEvent())
+        dispatched = list(inst.inbox)
+        request = pb.WorkflowRequest(
+            instanceId=inst.instance_id, executionId=string_value(inst.execution_id)
+        )
+        cached = stream.warm.get(inst.instance_id, 0)
+        if stream.stateful and 0 < cached <= len(inst.history):
+            request.cachedHistory.eventCount = cached
+            request.pastEvents.extend(inst.history[cached:])
+        else:
+            request.pastEvents.extend(inst.history)
+        request.newEvents.append(started)
+        request.newEvents.extend(e for _, e in dispatched)
+        token = self._token()
+        inst.turn = Turn(token, stream, started, dispatched, len(inst.history))
+        stream.turns.add(inst.instance_id)
+        stream.queue.put_nowait(pb.WorkItem(workflowRequest=request, completionToken=token))
+
+    def _send_activity(self, inst: Instance, task_id: int, stream: WorkStream) -> None:
+        token = self._token()
+        self._flights[token] = ActivityFlight(inst.instance_id, inst.execution_id, task_id, stream)
+        self._flight_tokens[(inst.instance_id, task_id)] = token
+        stream.activities.add(token)
+        stream.queue.put_nowait(
+            pb.WorkItem(activityRequest=inst.activities[task_id], completionToken=token)
+        )
+
+    # -- completions -----------------------------------------------------------------------------
+
+    def land_activity(self, response: pb.ActivityResponse) -> ActivityFlight | None:
+        """The flight an activity response answers, now finished; None if stale or unknown."""
+        self.check_token(response.completionToken)
+        token = response.completionToken or self._flight_tokens.get(
+            (response.instanceId, response.taskId), ""
+        )
+        flight = self._flights.get(token)
+        if flight is None:
+            return None
+        if flight.instance_id != response.instanceId or flight.task_id != response.taskId:
+            raise InvalidArgument(
+                f"completion token {token!r} belongs to activity {flight.task_id} of "
+                f"'{flight.instance_id}', not {response.taskId} of '{response.instanceId}'"
+            )
+        del self._flights[token]
+        self._flight_tokens.pop((flight.instance_id, flight.task_id), None)
+        flight.stream.activities.discard(token)
+        self.schedule_pump()
+        return flight
+
+    def land_turn(self, inst: Instance, turn: Turn, *, keep_warm: bool) -> None:
+        """A turn's answer was accepted: free its stream slot and note what the worker caches."""
+        inst.turn = None
+        stream = turn.stream
+        stream.turns.discard(inst.instance_id)
+        if keep_warm and stream.stateful:
+            stream.warm[inst.instance_id] = turn.past_count
+        else:
+            stream.warm.pop(inst.instance_id, None)
+        self.schedule_pump()
