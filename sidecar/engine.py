@@ -378,6 +378,7 @@ class Engine:
         order: list[str] = []
         self._collect_purge(instance_id, recursive, order, root=True)
         await self._write(self._purge_statements(order))
+        self.store.reclaim()
         return len(order)
 
     def _collect_purge(
@@ -475,6 +476,7 @@ class Engine:
             if started.executionStarted.HasField("input")
             else None,
             history=events,
+            action_ids=orch.scheduled_ids(events),
         )
         self._instances[new_id] = inst
         statements: list[Statement] = [
@@ -591,7 +593,12 @@ class Engine:
         if response.completionToken and response.completionToken != turn.token:
             return  # an answer to an earlier dispatch of this instance
         view = orch.InstanceView(
-            inst.instance_id, inst.execution_id, inst.name, inst.history, inst.suspended
+            inst.instance_id,
+            inst.execution_id,
+            inst.name,
+            inst.history,
+            inst.suspended,
+            inst.action_ids,
         )
         now = now_ns()
         outcome = orch.apply_turn(
@@ -619,7 +626,12 @@ class Engine:
         self, inst: Instance, done: pb.CompleteWorkflowAction, consumed: list[int], now: int
     ) -> None:
         view = orch.InstanceView(
-            inst.instance_id, inst.execution_id, inst.name, inst.history, inst.suspended
+            inst.instance_id,
+            inst.execution_id,
+            inst.name,
+            inst.history,
+            inst.suspended,
+            inst.action_ids,
         )
         execution_id, first = orch.continue_as_new_events(view, inst.parent, done, now)
         remaining = inst.inbox[len(consumed) :]
@@ -630,6 +642,7 @@ class Engine:
         ]
         inst.execution_id = execution_id
         inst.history = []
+        inst.action_ids = set()
         inst.inbox = []
         inst.activities.clear()
         inst.timers.clear()
@@ -653,6 +666,7 @@ class Engine:
         now = now_ns()
         first_seq = len(inst.history)
         inst.history.extend(outcome.events)
+        inst.action_ids |= orch.scheduled_ids(outcome.events)
         inst.inbox = inst.inbox[len(consumed) :]
         inst.updated_ns = now
         inst.custom_status = outcome.custom_status

@@ -11,6 +11,7 @@ from dapr.ext.workflow._durabletask.internal import protos as pb
 
 from .api import TERMINAL_STATUSES, InstanceInfo
 from .errors import InvalidArgument
+from .orchestration import scheduled_ids
 
 if TYPE_CHECKING:
     from .dispatch import WorkStream
@@ -62,6 +63,7 @@ class Instance:
     inbox: list[tuple[int, pb.HistoryEvent]] = field(default_factory=list)
     activities: dict[int, pb.ActivityRequest] = field(default_factory=dict)
     timers: dict[int, int] = field(default_factory=dict)
+    action_ids: set[int] = field(default_factory=set)  # see orchestration.InstanceView
     turn: Turn | None = None
     queued: bool = False
     done: bool = False
@@ -173,6 +175,8 @@ def load_active(conn: Any) -> Recovered:
         " ORDER BY h.instance_id, h.seq"
     ):
         instances[iid].history.append(parse_event(blob))
+    for inst in instances.values():
+        inst.action_ids = scheduled_ids(inst.history)
     next_inbox_id = 1
     for rid, iid, blob in conn.execute("SELECT id, instance_id, event FROM inbox ORDER BY id"):
         next_inbox_id = max(next_inbox_id, rid + 1)

@@ -72,9 +72,12 @@ class InstanceView:
     name: str
     history: list[pb.HistoryEvent]
     suspended: bool
+    # Ids already used by scheduling events; the engine keeps this set up to date so a turn
+    # does not rescan a long history. None: derive it from ``history``.
+    action_ids: set[int] | None = None
 
 
-def _scheduled_ids(history: list[pb.HistoryEvent]) -> set[int]:
+def scheduled_ids(history: list[pb.HistoryEvent]) -> set[int]:
     ids = set()
     for event in history:
         kind = event.WhichOneof("eventType")
@@ -120,7 +123,8 @@ def apply_turn(
         custom_status=custom_status,
         version=response.version if response.HasField("version") else None,
     )
-    taken = _scheduled_ids(view.history)
+    taken = view.action_ids if view.action_ids is not None else scheduled_ids(view.history)
+    new_ids: set[int] = set()
     for action in response.actions:
         kind = action.WhichOneof("workflowActionType")
         if kind is None:
@@ -158,12 +162,12 @@ def apply_turn(
             )
             outcome.status = STALLED
             return outcome
-        if action.id in taken:
+        if action.id in taken or action.id in new_ids:
             raise InvalidArgument(
                 f"action id {action.id} is already used by an event in the history of "
                 f"{view.instance_id!r}"
             )
-        taken.add(action.id)
+        new_ids.add(action.id)
         if kind == "scheduleTask":
             events.append(_schedule_task(view, action, now_ns, outcome))
         elif kind == "createTimer":

@@ -99,6 +99,9 @@ class StoreError(Exception):
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA busy_timeout = 30000")
+    # Lets a purge give pages back to the file system (``Store.reclaim``). It takes effect
+    # only on a new database, so it must come before WAL mode writes the file header.
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     if path != ":memory:":
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
@@ -178,6 +181,15 @@ class Store:
             self._writer.execute("COMMIT")
             return result
 
+    def reclaim(self, max_pages: int = 2000) -> None:
+        """Give up to ``max_pages`` free pages back to the file system, in the background.
+
+        Not awaited: it is housekeeping, and a crash before it runs loses nothing.
+        """
+        if self.in_memory or self._thread is None:
+            return
+        self._queue.put((_vacuum(max_pages), asyncio.get_running_loop().create_future()))
+
     def close(self) -> None:
         if self._thread is not None:
             self._queue.put(None)
@@ -230,6 +242,13 @@ class Store:
         if results:
             # One wake-up of the event loop for the whole batch, not one per future.
             results[0][0].get_loop().call_soon_threadsafe(_settle, results)
+
+
+def _vacuum(max_pages: int) -> WriteOp:
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+
+    return op
 
 
 def _settle(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
