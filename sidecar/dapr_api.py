@@ -82,12 +82,9 @@ def runtime_metadata(
 
 
 def connected_workers(engine: Any) -> int | None:
-    """How many GetWorkItems streams are open (daprd: ``workflows.connectedWorkers``)."""
+    """Open GetWorkItems streams (daprd: ``workflows.connectedWorkers``), if the engine says."""
     count = getattr(engine, "connected_workers", None)
-    if isinstance(count, int):
-        return count
-    streams = getattr(engine, "_streams", None)
-    return len(streams) if streams is not None else None
+    return count if isinstance(count, int) else None
 
 
 class DaprServicer(dapr_pb2_grpc.DaprServicer):

@@ -22,6 +22,9 @@ from dapr.proto import api_v1
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 
 from sidecar import Sidecar
+from sidecar.dapr_api import runtime_metadata
+from sidecar.state_store import StateStore
+from sidecar.store import Store
 from sidecar.tests.harness import WAIT, WorkflowApp, wait_until
 
 
@@ -279,8 +282,27 @@ def test_workflow_lifecycle_through_runtime_api(
         "order": {"id": 7},
         "decision": "approved",
     }
-    call("PurgeWorkflow", api_v1.PurgeWorkflowRequest(instance_id=f"order-{version}"))
-    assert client.get_workflow_state(f"order-{version}") is None
+
+
+def test_purge_right_after_completion_succeeds(
+    app: WorkflowApp, runtime_stub: dapr_pb2_grpc.DaprStub
+) -> None:
+    """What an app does: wait for completion, then purge. The wait must not report COMPLETED
+    before the completion is committed, or the purge finds the instance still active."""
+
+    @app.runtime.workflow(name="quick")
+    def quick(ctx, _):  # type: ignore[no-untyped-def]
+        return (yield ctx.wait_for_external_event("go"))
+
+    client = app.start()
+    for n in range(10):
+        iid = f"quick-{n}"
+        client.schedule_new_workflow(quick, instance_id=iid)
+        client.raise_workflow_event(iid, "go", data=n)
+        state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+        assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED
+        runtime_stub.PurgeWorkflowBeta1(api_v1.PurgeWorkflowRequest(instance_id=iid), timeout=WAIT)
+        assert client.get_workflow_state(iid) is None
 
 
 def test_terminate_through_runtime_api(
@@ -415,19 +437,26 @@ def test_purge_of_running_instance_is_refused(
 # -- metadata, unserved methods, API token -----------------------------------------------------
 
 
-def test_metadata_lists_state_store_and_connected_workers(
-    app: WorkflowApp, dapr: DaprClient
-) -> None:
-    app.start()
+def test_metadata_lists_state_store_and_extended_metadata(dapr: DaprClient) -> None:
     metadata = dapr.get_metadata()
     assert [(c.name, c.type) for c in metadata.registered_components] == [
         ("statestore", "state.sqlite")
     ]
-    assert "ETAG" in metadata.registered_components[0].capabilities
+    assert list(metadata.registered_components[0].capabilities) == ["ETAG", "TRANSACTIONAL"]
     dapr.set_metadata("owner", "tests")
     assert dapr.get_metadata().extended_metadata["owner"] == "tests"
-    raw = dapr_pb2_grpc.DaprStub(dapr._channel).GetMetadata(api_v1.GetMetadataRequest())
-    assert raw.workflows.connected_workers == 1
+
+
+def test_metadata_reports_the_engines_connected_workers(tmp_path: Path) -> None:
+    class EngineWithWorkers:
+        connected_workers = 2
+
+    store = Store(str(tmp_path / "m.db"))
+    try:
+        response = runtime_metadata(EngineWithWorkers(), StateStore(store, ["statestore"]), {})
+    finally:
+        store.close()
+    assert response.workflows.connected_workers == 2
 
 
 def test_methods_not_served_answer_unimplemented(runtime_stub: dapr_pb2_grpc.DaprStub) -> None:
