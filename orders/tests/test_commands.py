@@ -167,6 +167,9 @@ def test_runworker_processes_complete_orders_and_stop_on_sigterm(fresh_site):
     finally:
         if worker.poll() is None:
             worker.kill()
+            worker.wait()
+        assert worker.stdout is not None
+        worker.stdout.close()
     assert "stopping gracefully" in output.text
     assert "Worker stopped" in output.text
     assert f"Scheduled workflow for order {order_id}" in output.text

@@ -129,3 +129,5 @@ class TestOrderList:
     def test_static_htmx_is_served_locally(self, client, db):
         response = client.get("/static/django_htmx/htmx-2.min.js")
         assert response.status_code == 200
+        assert b"htmx" in b"".join(response.streaming_content)
+        response.close()
