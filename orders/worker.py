@@ -245,8 +245,13 @@ def run_child(address: str) -> int:
     runtime = engine.runtime_create(address)
     runtime.start()
     logger.info("Worker process %d connected to %s", os.getpid(), address)
+    parent = os.getppid()
     try:
-        stop.wait()
+        # A parent killed with SIGKILL cannot stop us; notice it is gone instead of lingering.
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                logger.warning("Worker process %d lost its parent, stopping", os.getpid())
+                break
     finally:
         runtime.shutdown()
     logger.info("Worker process %d stopped", os.getpid())

@@ -166,6 +166,8 @@ def test_runworker_processes_complete_orders_and_stop_on_sigterm(fresh_site):
         output.drain()
     finally:
         if worker.poll() is None:
+            for child in psutil.Process(worker.pid).children():
+                child.kill()
             worker.kill()
             worker.wait()
         assert worker.stdout is not None
@@ -206,3 +208,28 @@ def test_quickstart_prints_the_seed_lines(tmp_path):
     assert (tmp_path / "quickstart.sqlite3").exists()
     assert (tmp_path / "quickstart-workflows.db").exists()
     assert not (tmp_path / "orders.sqlite3").exists()
+
+
+def test_worker_processes_exit_when_the_parent_is_killed(fresh_site):
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "runworker", "--processes=1", "--port=0"],
+        cwd=BASE_DIR,
+        env=_env(fresh_site),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = OutputReader(worker)
+    try:
+        output.wait_for("connected to 127.0.0.1:")
+        children = psutil.Process(worker.pid).children()
+        worker.kill()
+        worker.wait()
+        gone, alive = psutil.wait_procs(children, timeout=20)
+        assert alive == []
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        assert worker.stdout is not None
+        worker.stdout.close()
