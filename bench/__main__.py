@@ -36,27 +36,76 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "the embedded sidecar (durable and in-memory) and through DBOS on SQLite.",
     )
     p.add_argument("--quick", action="store_true", help="small sizes: a ~1 minute smoke run")
-    p.add_argument("--only", default=None,
-                   help=f"comma-separated configurations of the main comparison: {', '.join(CONFIGS)}")
+    p.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated configurations of the main comparison: {', '.join(CONFIGS)}",
+    )
     p.add_argument("--workers", default="1,2", help="worker process counts (default 1,2)")
-    p.add_argument("-n", "--workflows", type=int, default=None,
-                   help="workflows per throughput run (default 3000; quick 300)")
-    p.add_argument("--inflight", type=int, default=None,
-                   help="workflows kept in flight in throughput runs (default 200; quick 100)")
-    p.add_argument("--sequential", type=int, default=None,
-                   help="workflows run one at a time for latency (default 200; quick 40)")
+    p.add_argument(
+        "-n",
+        "--workflows",
+        type=int,
+        default=None,
+        help="workflows per throughput run (default 3000; quick 300)",
+    )
+    p.add_argument(
+        "--inflight",
+        type=int,
+        default=None,
+        help="workflows kept in flight in throughput runs (default 200; quick 100)",
+    )
+    p.add_argument(
+        "--sequential",
+        type=int,
+        default=None,
+        help="workflows run one at a time for latency (default 200; quick 40)",
+    )
     p.add_argument("--warmup", type=int, default=None, help="unmeasured workflows first (30)")
-    p.add_argument("--dbos-journal", choices=["wal", "default"], default="wal",
-                   help="DBOS's SQLite journal: wal (as the sidecar's; default) or DBOS's default")
-    p.add_argument("--main", action="store_true",
-                   help="the main comparison (the default when neither --scale nor --web is given)")
-    p.add_argument("--scale", action="store_true",
-                   help="scale checks: 100k-instance database, 1000-step chain, 20k-workflow "
-                   "memory run, purge")
-    p.add_argument("--web", action="store_true",
-                   help="the order page's status partial under gunicorn, 50 pollers (needs wrk)")
-    p.add_argument("--profile", action="store_true",
-                   help="py-spy the sidecar during the durable 1-worker throughput run")
+    p.add_argument(
+        "--dbos-journal",
+        choices=["wal", "default"],
+        default="wal",
+        help="DBOS's SQLite journal: wal (as the sidecar's; default) or DBOS's default",
+    )
+    p.add_argument(
+        "--main",
+        action="store_true",
+        help="the main comparison (the default when neither --scale nor --web is given)",
+    )
+    p.add_argument(
+        "--scale",
+        action="store_true",
+        help="scale checks: 100k-instance database, 1000-step chain, 20k-workflow "
+        "memory run, purge",
+    )
+    p.add_argument(
+        "--scale-only",
+        default=None,
+        help="comma-separated scale checks: big_database, chains, memory",
+    )
+    p.add_argument(
+        "--scale-rounds",
+        type=int,
+        default=1,
+        help="alternate empty/big database runs this many times; the best of each counts",
+    )
+    p.add_argument(
+        "--web",
+        action="store_true",
+        help="the order page's status partial under gunicorn, 50 pollers (needs wrk)",
+    )
+    p.add_argument(
+        "--web-workers",
+        type=int,
+        default=int(os.environ.get("WEB_CONCURRENCY") or 2),
+        help="gunicorn workers for --web (default WEB_CONCURRENCY or 2, as the Procfile)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the sidecar during the durable 1-worker throughput run",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary databases and logs")
     p.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
     args = p.parse_args(argv)
@@ -66,6 +115,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for c in args.only:
         if c not in CONFIGS:
             p.error(f"--only: unknown configuration {c!r} (choose from {', '.join(CONFIGS)})")
+    if args.scale_only:
+        args.scale_only = [x.strip() for x in args.scale_only.split(",")]
+        args.scale = True
     args.worker_counts = [int(w) for w in args.workers.split(",")]
     quick = args.quick
     args.workflows = args.workflows or (300 if quick else 3000)
@@ -103,19 +155,25 @@ class Measure:
         self.other_cores = max(0.0, (busy_cpu_seconds() - self.busy - ours) / self.elapsed)
 
 
-def run_sidecar(config: str, workers: int, args: argparse.Namespace, workdir: Path,
-                log: Any) -> dict[str, Any]:
+def run_sidecar(
+    config: str, workers: int, args: argparse.Namespace, workdir: Path, log: Any
+) -> dict[str, Any]:
     db = ":memory:" if config == "sidecar-memory" else str(workdir / f"{config}-{workers}.db")
     with dapr_runs.SidecarSystem(db=db, workers=workers, log=log).start() as system:
         port = system.port
-        warm = dapr_runs.run(lambda c: dapr_runs.closed_loop(
-            c, "warm", args.warmup, max(1, min(args.warmup, args.inflight))), port)
+        warm = dapr_runs.run(
+            lambda c: dapr_runs.closed_loop(
+                c, "warm", args.warmup, max(1, min(args.warmup, args.inflight))
+            ),
+            port,
+        )
         seq = dapr_runs.run(lambda c: dapr_runs.sequential(c, "seq", args.sequential), port)
         system.check_alive()
         pids = {**system.pids(), "client": [os.getpid()]}
         with Measure(pids) as m:
-            load = dapr_runs.run(lambda c: dapr_runs.closed_loop(
-                c, "tp", args.workflows, args.inflight), port)
+            load = dapr_runs.run(
+                lambda c: dapr_runs.closed_loop(c, "tp", args.workflows, args.inflight), port
+            )
         system.check_alive()
         rss = system.peak_rss()
     n = max(1, load.done)
@@ -156,13 +214,18 @@ def profile_sidecar(args: argparse.Namespace, workdir: Path, log: Any) -> dict[s
     db = str(workdir / "profile.db")
     with dapr_runs.SidecarSystem(db=db, workers=1, log=log).start() as system:
         port = system.port
-        dapr_runs.run(lambda c: dapr_runs.closed_loop(
-            c, "warm", args.warmup, max(1, min(args.warmup, args.inflight))), port)
+        dapr_runs.run(
+            lambda c: dapr_runs.closed_loop(
+                c, "warm", args.warmup, max(1, min(args.warmup, args.inflight))
+            ),
+            port,
+        )
         profiler = Profiler(system.sidecar.pid, args.profile_out, log)
         if not profiler.start():
             return None
-        load = dapr_runs.run(lambda c: dapr_runs.closed_loop(
-            c, "tp", args.workflows, args.inflight), port)
+        load = dapr_runs.run(
+            lambda c: dapr_runs.closed_loop(c, "tp", args.workflows, args.inflight), port
+        )
         summary = profiler.stop()
         system.check_alive()
     if summary is not None:
@@ -186,8 +249,8 @@ def run_dbos(workers: int, args: argparse.Namespace, workdir: Path, log: Any) ->
     cpu_workers = round(m.cpu["workers"] * 1000 / n, 2)
     return {
         "config": "dbos",
-        "label": LABELS["dbos"] + (" (DBOS's default journal)" if args.dbos_journal != "wal"
-                                   else " (WAL)"),
+        "label": LABELS["dbos"]
+        + (" (DBOS's default journal)" if args.dbos_journal != "wal" else " (WAL)"),
         "workers": workers,
         "throughput_wps": round(load["done"] / load["elapsed_s"], 1),
         "workflows": load["done"],
@@ -198,8 +261,12 @@ def run_dbos(workers: int, args: argparse.Namespace, workdir: Path, log: Any) ->
         "seq_p99_ms": ms(seq, 99),
         "load_p50_ms": ms(load["latencies"], 50),
         "load_p99_ms": ms(load["latencies"], 99),
-        "cpu_ms_per_wf": {"engine": None, "workers": cpu_workers, "client": None,
-                          "total": cpu_workers},
+        "cpu_ms_per_wf": {
+            "engine": None,
+            "workers": cpu_workers,
+            "client": None,
+            "total": cpu_workers,
+        },
         "peak_rss_mb": {"engine": None, "workers": rss["workers"]},
         "journal": args.dbos_journal,
         "other_load_cores": round(m.other_cores, 2),
@@ -214,8 +281,11 @@ def main_suite(args: argparse.Namespace, workdir: Path, log: Any, out: dict[str,
     plan = [(c, w) for c in CONFIGS if c in args.only for w in args.worker_counts]
     for config, workers in plan:
         label = f"{config}, {workers} worker process{'es' if workers > 1 else ''}"
-        print(f"- {label}: {args.workflows} workflows, {args.inflight} in flight; "
-              f"{args.sequential} sequential ...", flush=True)
+        print(
+            f"- {label}: {args.workflows} workflows, {args.inflight} in flight; "
+            f"{args.sequential} sequential ...",
+            flush=True,
+        )
         load_before = os.getloadavg()[0]
         try:
             if config == "dbos":
@@ -228,18 +298,25 @@ def main_suite(args: argparse.Namespace, workdir: Path, log: Any, out: dict[str,
             continue
         r["loadavg_1m_before"] = round(load_before, 2)
         results.append(r)
-        print(f"  {r['throughput_wps']} wf/s, sequential p50 {r['seq_p50_ms']} ms "
-              f"p99 {r['seq_p99_ms']} ms, all-process CPU {r['cpu_ms_per_wf']['total']} ms/wf, "
-              f"other load {r['other_load_cores']} cores, errors {r['errors']}", flush=True)
+        print(
+            f"  {r['throughput_wps']} wf/s, sequential p50 {r['seq_p50_ms']} ms "
+            f"p99 {r['seq_p99_ms']} ms, all-process CPU {r['cpu_ms_per_wf']['total']} ms/wf, "
+            f"other load {r['other_load_cores']} cores, errors {r['errors']}",
+            flush=True,
+        )
         if r["errors"]:
             out.setdefault("failures", []).append(
-                f"{label}: {r['errors']} workflows failed, e.g. {r['error_samples'][:1]}")
+                f"{label}: {r['errors']} workflows failed, e.g. {r['error_samples'][:1]}"
+            )
     if args.profile:
-        print("- profiling the sidecar (durable, 1 worker) with py-spy in a separate run ...",
-              flush=True)
+        print(
+            "- profiling the sidecar (durable, 1 worker) with py-spy in a separate run ...",
+            flush=True,
+        )
         summary = profile_sidecar(args, workdir, log)
         if summary is not None:
             from bench.profile import print_summary
+
             out["sidecar_profile"] = summary
             print_summary(summary)
     targets = report.main_targets(results)
@@ -264,17 +341,22 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": dt.datetime.now().isoformat(timespec="seconds"),
         "argv": sys.argv[1:] if argv is None else argv,
         "sizes": {
-            "workflows": args.workflows, "inflight": args.inflight,
-            "sequential": args.sequential, "warmup": args.warmup,
-            "activities_per_workflow": 5, "dbos_journal": args.dbos_journal,
+            "workflows": args.workflows,
+            "inflight": args.inflight,
+            "sequential": args.sequential,
+            "warmup": args.warmup,
+            "activities_per_workflow": 5,
+            "dbos_journal": args.dbos_journal,
         },
         "machine": machine(workdir),
     }
     m = out["machine"]
-    print(f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['memory_gb']} GiB, "
-          f"{m['os']}, Python {m['python']}, SQLite {m['sqlite']}, dapr {m['dapr']}, "
-          f"dbos {m['dbos']}; fsync p50 {m['fsync_ms_p50']} ms; load average "
-          f"{m['loadavg_at_start']}")
+    print(
+        f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['memory_gb']} GiB, "
+        f"{m['os']}, Python {m['python']}, SQLite {m['sqlite']}, dapr {m['dapr']}, "
+        f"dbos {m['dbos']}; fsync p50 {m['fsync_ms_p50']} ms; load average "
+        f"{m['loadavg_at_start']}"
+    )
     print(f"databases and process logs in {workdir}", flush=True)
     with open(log_path, "a") as log:
         try:
@@ -282,9 +364,11 @@ def main(argv: list[str] | None = None) -> int:
                 main_suite(args, workdir, log, out)
             if args.scale:
                 from bench import scale
+
                 scale.suite(args, workdir, log, out)
             if args.web:
                 from bench import web
+
                 web.suite(args, workdir, log, out)
         except KeyboardInterrupt:
             out.setdefault("failures", []).append("interrupted")

@@ -49,8 +49,17 @@ class SidecarSystem:
         self.port = free_port()
         began = time.perf_counter()
         self.sidecar = spawn(
-            [PYTHON, "-m", "sidecar", "--grpc-port", str(self.port), "--db", self.db,
-             "--log-level", "warning"],
+            [
+                PYTHON,
+                "-m",
+                "sidecar",
+                "--grpc-port",
+                str(self.port),
+                "--db",
+                self.db,
+                "--log-level",
+                "warning",
+            ],
             self.log,
         )
         wait_port(self.port, self.sidecar, timeout=600)
@@ -114,9 +123,13 @@ async def run_one(client: DaprWorkflowClient, instance_id: str, workflow: str, i
     return elapsed
 
 
-async def sequential(client: DaprWorkflowClient, prefix: str, n: int,
-                     workflow: str = workload.ORDER_WORKFLOW,
-                     make_input: Callable[[int], Any] = workload.order_input) -> list[float]:
+async def sequential(
+    client: DaprWorkflowClient,
+    prefix: str,
+    n: int,
+    workflow: str = workload.ORDER_WORKFLOW,
+    make_input: Callable[[int], Any] = workload.order_input,
+) -> list[float]:
     return [await run_one(client, f"{prefix}-{i}", workflow, make_input(i)) for i in range(n)]
 
 
@@ -132,10 +145,15 @@ class LoadResult:
         return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-async def closed_loop(client: DaprWorkflowClient, prefix: str, n: int, inflight: int,
-                      workflow: str = workload.ORDER_WORKFLOW,
-                      make_input: Callable[[int], Any] = workload.order_input,
-                      on_done: Callable[[int], None] | None = None) -> LoadResult:
+async def closed_loop(
+    client: DaprWorkflowClient,
+    prefix: str,
+    n: int,
+    inflight: int,
+    workflow: str = workload.ORDER_WORKFLOW,
+    make_input: Callable[[int], Any] = workload.order_input,
+    on_done: Callable[[int], None] | None = None,
+) -> LoadResult:
     """Keep ``inflight`` workflows in flight until ``n`` completed: first schedule to last
     completion."""
     next_index = iter(range(n))

@@ -77,12 +77,15 @@ class DbosSystem:
         """n workflows split over the processes, each keeping its share of ``inflight`` in
         flight, all starting at the same instant: total / (last completion - first start)."""
         start_at = time.time() + 0.5
-        shares = [n // self.processes + (1 if i < n % self.processes else 0)
-                  for i in range(self.processes)]
+        shares = [
+            n // self.processes + (1 if i < n % self.processes else 0)
+            for i in range(self.processes)
+        ]
         lanes = [max(1, inflight // self.processes)] * self.processes
         for proc, share, lane in zip(self.procs, shares, lanes, strict=True):
-            self.send(proc, {"cmd": "throughput", "n": share, "inflight": lane,
-                             "start_at": start_at})
+            self.send(
+                proc, {"cmd": "throughput", "n": share, "inflight": lane, "start_at": start_at}
+            )
         answers = [self.receive(proc) for proc in self.procs]
         done = sum(a["done"] for a in answers)
         errors = sum(a["errors"] for a in answers)

@@ -24,8 +24,7 @@ def py_spy() -> str | None:
 class Profiler:
     """``py-spy record --format raw`` of one pid between start() and stop()."""
 
-    def __init__(self, pid: int, out: Path, log: Any, rate: int = 100,
-                 native: bool = True) -> None:
+    def __init__(self, pid: int, out: Path, log: Any, rate: int = 100, native: bool = True) -> None:
         self.pid, self.out, self.log, self.rate, self.native = pid, out, log, rate, native
         self.proc: subprocess.Popen | None = None
 
@@ -34,8 +33,18 @@ class Profiler:
         if exe is None:
             print("  (py-spy not found: pip install py-spy; no profile taken)")
             return False
-        cmd = [exe, "record", "-p", str(self.pid), "-r", str(self.rate), "-f", "raw", "-o",
-               str(self.out)]
+        cmd = [
+            exe,
+            "record",
+            "-p",
+            str(self.pid),
+            "-r",
+            str(self.rate),
+            "-f",
+            "raw",
+            "-o",
+            str(self.out),
+        ]
         # --gil keeps the samples where a thread holds the GIL: Python's CPU time, not threads
         # blocked in fsync or epoll. Native frames show where the C parts (grpc, uvloop,
         # sqlite3) spend it; they need the process paused while sampling, so the throughput of
@@ -43,7 +52,8 @@ class Profiler:
         cmd += ["--gil", "--native"] if self.native else ["--gil", "--nonblocking"]
         self.proc = subprocess.Popen(
             cmd,
-            stdout=self.log, stderr=self.log,
+            stdout=self.log,
+            stderr=self.log,
         )
         return True
 
@@ -76,8 +86,11 @@ def short(frame: str) -> str:
             path = path.split(marker, 1)[1]
             break
     else:
-        path = Path(path).name if "/sidecar/" not in path else "sidecar/" + path.split(
-            "/sidecar/", 1)[1]
+        path = (
+            Path(path).name
+            if "/sidecar/" not in path
+            else "sidecar/" + path.split("/sidecar/", 1)[1]
+        )
     return f"{match['func']} ({path})"
 
 
@@ -99,8 +112,11 @@ def summarize(raw: Path, top: int = 20) -> dict[str, Any]:
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        frames = [short(f) for f in stack.split(";") if f and not f.startswith("process ")
-                  and not f.startswith("thread ")]
+        frames = [
+            short(f)
+            for f in stack.split(";")
+            if f and not f.startswith("process ") and not f.startswith("thread ")
+        ]
         if not frames:
             continue
         total += n
@@ -113,14 +129,18 @@ def summarize(raw: Path, top: int = 20) -> dict[str, Any]:
             pair_counts[inner] += n
         else:
             # the leaf, the first frame above it from another library, the Python caller
-            above = next((f for f in reversed(frames[:-1])
-                          if library(f) != library(leaf) and f != inner), None)
+            above = next(
+                (f for f in reversed(frames[:-1]) if library(f) != library(leaf) and f != inner),
+                None,
+            )
             chain = [leaf] + ([above] if above and above not in python else []) + [inner]
             pair_counts[" <- ".join(chain)] += n
         for f in set(frames):
             incl_counts[f] += n
+
     def share(counter: Counter[str]) -> list[list[Any]]:
         return [[name, round(100 * c / total, 1)] for name, c in counter.most_common(top)]
+
     return {
         "samples": total,
         "self_pct": share(self_counts),

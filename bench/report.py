@@ -16,18 +16,30 @@ def fmt(value: Any, digits: int = 1) -> str:
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
     """A Markdown table, padded so it also reads well in a terminal."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
 
 MAIN_HEADERS = [
-    "configuration", "worker procs", "throughput wf/s", "seq p50 ms", "seq p99 ms",
-    "p50 ms under load", "engine CPU ms/wf", "worker CPU ms/wf", "all CPU ms/wf",
-    "engine peak RSS MB", "worker peak RSS MB", "other load (cores)",
+    "configuration",
+    "worker procs",
+    "throughput wf/s",
+    "seq p50 ms",
+    "seq p99 ms",
+    "p50 ms under load",
+    "engine CPU ms/wf",
+    "worker CPU ms/wf",
+    "all CPU ms/wf",
+    "engine peak RSS MB",
+    "worker peak RSS MB",
+    "other load (cores)",
 ]
 
 
@@ -37,20 +49,22 @@ def main_table(results: list[dict[str, Any]]) -> str:
         cpu = r["cpu_ms_per_wf"]
         rss = r["peak_rss_mb"]
         workers_rss = rss.get("workers") or []
-        rows.append([
-            r["label"],
-            str(r["workers"]),
-            fmt(r["throughput_wps"]),
-            fmt(r["seq_p50_ms"]),
-            fmt(r["seq_p99_ms"]),
-            fmt(r["load_p50_ms"]),
-            fmt(cpu.get("engine")),
-            fmt(cpu.get("workers")),
-            fmt(cpu.get("total")),
-            fmt(rss.get("engine")),
-            "/".join(fmt(x, 0) for x in workers_rss) or "-",
-            fmt(r.get("other_load_cores"), 2),
-        ])
+        rows.append(
+            [
+                r["label"],
+                str(r["workers"]),
+                fmt(r["throughput_wps"]),
+                fmt(r["seq_p50_ms"]),
+                fmt(r["seq_p99_ms"]),
+                fmt(r["load_p50_ms"]),
+                fmt(cpu.get("engine")),
+                fmt(cpu.get("workers")),
+                fmt(cpu.get("total")),
+                fmt(rss.get("engine")),
+                "/".join(fmt(x, 0) for x in workers_rss) or "-",
+                fmt(r.get("other_load_cores"), 2),
+            ]
+        )
     return table(MAIN_HEADERS, rows)
 
 
@@ -105,25 +119,49 @@ def main_targets(results: list[dict[str, Any]]) -> list[Target]:
     targets = []
     for w in (1, 2):
         d, m = tput("sidecar-durable", w), tput("sidecar-memory", w)
-        targets.append(Target(
-            f"durable throughput within 10% of in-memory ({w} worker{'s' if w > 1 else ''})",
-            ratio(d, m), 0.90, True, f"durable {fmt(d)} / in-memory {fmt(m)} wf/s"))
+        targets.append(
+            Target(
+                f"durable throughput within 10% of in-memory ({w} worker{'s' if w > 1 else ''})",
+                ratio(d, m),
+                0.90,
+                True,
+                f"durable {fmt(d)} / in-memory {fmt(m)} wf/s",
+            )
+        )
     dbos1 = tput("dbos", 1)
     for w, limit in ((1, 1.3), (2, 1.8)):
         d = tput("sidecar-durable", w)
-        targets.append(Target(
-            f"{w} worker process{'es' if w > 1 else ''}: durable >= {limit}x DBOS throughput",
-            ratio(d, dbos1), limit, True,
-            f"durable {fmt(d)} / DBOS (1 process) {fmt(dbos1)} wf/s"))
+        targets.append(
+            Target(
+                f"{w} worker process{'es' if w > 1 else ''}: durable >= {limit}x DBOS throughput",
+                ratio(d, dbos1),
+                limit,
+                True,
+                f"durable {fmt(d)} / DBOS (1 process) {fmt(dbos1)} wf/s",
+            )
+        )
     d, b = p50("sidecar-durable", 1), p50("dbos", 1)
-    targets.append(Target(
-        "sequential p50 <= 1.25x DBOS's", ratio(d, b), 1.25, False,
-        f"durable {fmt(d)} ms / DBOS {fmt(b)} ms"))
+    targets.append(
+        Target(
+            "sequential p50 <= 1.25x DBOS's",
+            ratio(d, b),
+            1.25,
+            False,
+            f"durable {fmt(d)} ms / DBOS {fmt(b)} ms",
+        )
+    )
     return targets
 
 
 def targets_table(targets: list[Target]) -> str:
-    rows = [[t.verdict, t.name, fmt(t.measured, 2),
-             ("≥ " if t.higher_is_better else "≤ ") + fmt(t.limit, 2), t.detail]
-            for t in targets]
+    rows = [
+        [
+            t.verdict,
+            t.name,
+            fmt(t.measured, 2),
+            ("≥ " if t.higher_is_better else "≤ ") + fmt(t.limit, 2),
+            t.detail,
+        ]
+        for t in targets
+    ]
     return table(["verdict", "target", "measured", "limit", "figures"], rows)

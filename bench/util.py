@@ -36,7 +36,9 @@ def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise BenchError(f"process {proc.args!r} exited with {proc.returncode} before listening")
+            raise BenchError(
+                f"process {proc.args!r} exited with {proc.returncode} before listening"
+            )
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             return
         time.sleep(0.05)
@@ -56,9 +58,17 @@ def wait_line(proc: subprocess.Popen, expected: str, timeout: float = 60.0) -> N
     raise BenchError(f"{proc.args!r} did not print {expected!r} within {timeout:.0f}s")
 
 
-def spawn(args: list[str], log: IO[Any], *, stdin: bool = False, stdout_pipe: bool = False,
-          env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
-    full_env = dict(os.environ)
+def spawn(
+    args: list[str],
+    log: IO[Any],
+    *,
+    stdin: bool = False,
+    stdout_pipe: bool = False,
+    env: dict[str, str] | None = None,
+    drop_env: tuple[str, ...] = (),
+    cwd: Path | None = None,
+) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if k not in drop_env}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     full_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO), full_env.get("PYTHONPATH", "")) if p
