@@ -82,8 +82,8 @@ def runtime_metadata(
 
 
 def connected_workers(engine: Any) -> int | None:
-    """Open GetWorkItems streams (daprd: ``workflows.connectedWorkers``), if the engine says."""
-    count = getattr(engine, "connected_workers", None)
+    """Open GetWorkItems streams (daprd: ``workflows.connectedWorkers``)."""
+    count = engine.connected_workers
     return count if isinstance(count, int) else None
 
 

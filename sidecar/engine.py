@@ -554,6 +554,11 @@ class Engine:
 
     # -- work streams and dispatch ---------------------------------------------------------------
 
+    @property
+    def connected_workers(self) -> int:
+        """Open GetWorkItems streams (daprd's metadata calls them connected workers)."""
+        return len(self._dispatch.streams)
+
     def open_stream(self, capabilities: Iterable[int]) -> WorkStream:
         return self._dispatch.open_stream(capabilities)
 
