@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grpc as stubs
 
 from sidecar import Sidecar
-from sidecar.tests.harness import RawWorker, WorkflowApp
+from sidecar.tests.harness import RawWorker, WorkflowApp, sidecar_start
 
 
 @pytest.fixture(autouse=True)
@@ -36,13 +35,6 @@ def _clean_dapr_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "workflows.db"
-
-
-def sidecar_start(db_path: Path, **kwargs: Any) -> Sidecar:
-    kwargs.setdefault("grpc_port", 0)
-    sidecar = Sidecar(db_path=str(db_path), **kwargs)
-    sidecar.start()
-    return sidecar
 
 
 @pytest.fixture

@@ -24,11 +24,21 @@ from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grp
 from dapr.ext.workflow._durabletask.internal import protos as pb
 from google.protobuf import empty_pb2
 
+from sidecar import Sidecar
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Generous upper bound for any single wait on a workflow; tests normally finish in well under
 # a second per instance. The per-test timeout (pyproject: 180 s) backs this up.
 WAIT = 30
+
+
+def sidecar_start(db_path: Path, **kwargs: Any) -> Sidecar:
+    """An in-process sidecar on ``db_path``, listening on a free port unless told otherwise."""
+    kwargs.setdefault("grpc_port", 0)
+    sidecar = Sidecar(db_path=str(db_path), **kwargs)
+    sidecar.start()
+    return sidecar
 
 
 def split_address(address: str) -> tuple[str, str]:
@@ -217,3 +227,40 @@ def wait_for_port(
                     return  # listening, and enforcing a token
                 time.sleep(0.05)
     raise AssertionError(f"sidecar on port {port} did not answer within {timeout}s")
+
+
+def _limit_memory() -> None:
+    """Cap a child's address space: a runaway worker must fail, not swap the machine."""
+    import resource
+
+    limit = 4 * 1024**3
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def spawn_worker(port: int, **env: str) -> subprocess.Popen[bytes]:
+    """Start ``sidecar.tests.worker_app`` against ``port``; returns once its stream is open."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar.tests.worker_app"],
+        cwd=REPO_ROOT,
+        env=subprocess_env(DAPR_GRPC_PORT=str(port), DAPR_RUNTIME_HOST="127.0.0.1", **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_limit_memory,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the app prints one line once WorkflowRuntime.start returned
+    if b"worker ready" not in line:
+        proc.kill()
+        raise AssertionError(f"worker did not start: {line!r}")
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it lingers; never leaves a child behind."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

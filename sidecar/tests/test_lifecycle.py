@@ -77,16 +77,27 @@ def test_suspend_holds_timer_until_resume(app: WorkflowApp) -> None:
     assert state.serialized_output == '"after timer"'
 
 
-def test_suspend_twice_is_harmless(app: WorkflowApp) -> None:
-    waiter = _register_waiter(app)
-    client = app.start()
-    iid = client.schedule_new_workflow(waiter)
-    client.pause_workflow(iid)
-    client.pause_workflow(iid)
-    suspended = client.get_workflow_state(iid)
-    client.raise_workflow_event(iid, "my_event", data="x")
-    client.resume_workflow(iid)
-    state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+def test_suspend_twice_is_harmless(sidecar) -> None:
+    """§1.7: suspending twice is harmless. The SDK buffers a second executionSuspended and, on
+    resume, re-suspends while draining its own buffer, appending to the list it iterates: an
+    endless loop that eats memory. So the worker runs in its own (memory-capped) process, and
+    the sidecar must not deliver a redundant suspend (as it does not deliver a redundant
+    resume)."""
+    from sidecar.tests.harness import new_client, spawn_worker, split_address, stop_process
+
+    worker = spawn_worker(int(split_address(sidecar.grpc_address)[1]))
+    client = new_client(sidecar.grpc_address)
+    try:
+        iid = client.schedule_new_workflow("suspendable")
+        client.pause_workflow(iid)
+        client.pause_workflow(iid)
+        suspended = client.get_workflow_state(iid)
+        client.raise_workflow_event(iid, "my_event", data="x")
+        client.resume_workflow(iid)
+        state = client.wait_for_workflow_completion(iid, timeout_in_seconds=10)
+    finally:
+        stop_process(worker, timeout=5)
+        client.close()
 
     assert suspended is not None and suspended.runtime_status == WorkflowStatus.SUSPENDED
     assert state is not None

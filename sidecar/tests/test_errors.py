@@ -1,0 +1,615 @@
+"""gRPC status codes, bad input, and the work-item protocol driven by hand.
+
+Fact sheet §1.3-§1.8 (missing instances), §2.1-§2.4 (work items), §3.1-§3.3 (tokens,
+re-dispatch), §5 scenarios 19, 24-27. Bad input must get a gRPC error with a message, leave
+the store unchanged, and leave the server serving (issue: "Bad input").
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+from dapr.ext.workflow import TaskFailedError, WorkflowStatus
+from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grpc as stubs
+from dapr.ext.workflow._durabletask.internal import protos as pb
+from google.protobuf import empty_pb2, wrappers_pb2
+
+from sidecar.tests.harness import WAIT, RawWorker, WorkflowApp, in_thread
+
+# -- helpers for hand-written protocol messages ------------------------------------------------
+
+
+def _sv(text: str) -> wrappers_pb2.StringValue:
+    return wrappers_pb2.StringValue(value=text)
+
+
+def _complete(action_id: int, result: str | None = None) -> pb.WorkflowAction:
+    return pb.WorkflowAction(
+        id=action_id,
+        completeWorkflow=pb.CompleteWorkflowAction(
+            workflowStatus=pb.ORCHESTRATION_STATUS_COMPLETED,
+            result=_sv(result) if result is not None else None,
+        ),
+    )
+
+
+def _schedule(action_id: int, name: str, data: str | None = None) -> pb.WorkflowAction:
+    return pb.WorkflowAction(
+        id=action_id,
+        scheduleTask=pb.ScheduleTaskAction(
+            name=name,
+            input=_sv(data) if data is not None else None,
+            taskExecutionId=f"exec-{action_id}",
+        ),
+    )
+
+
+def _start_raw(stub: stubs.TaskHubSidecarServiceStub, instance_id: str, name: str = "raw_wf"):
+    """StartInstance blocks until the first turn is committed, so it runs on a thread."""
+    return in_thread(
+        lambda: stub.StartInstance(
+            pb.CreateInstanceRequest(instanceId=instance_id, name=name, input=_sv('"in"')),
+            timeout=WAIT,
+        )
+    )
+
+
+def _status(stub: stubs.TaskHubSidecarServiceStub, instance_id: str) -> int | None:
+    res = stub.GetInstance(pb.GetInstanceRequest(instanceId=instance_id, getInputsAndOutputs=True))
+    return res.workflowState.workflowStatus if res.exists else None
+
+
+def _history(stub: stubs.TaskHubSidecarServiceStub, instance_id: str) -> list[str]:
+    res = stub.GetInstanceHistory(pb.GetInstanceHistoryRequest(instanceId=instance_id))
+    return [e.WhichOneof("eventType") for e in res.events]
+
+
+def _ids(stub: stubs.TaskHubSidecarServiceStub) -> list[str]:
+    return list(stub.ListInstanceIDs(pb.ListInstanceIDsRequest()).instanceIds)
+
+
+def _error(call, request) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as err:
+        call(request, timeout=10)
+    return err.value
+
+
+# -- missing instances ------------------------------------------------------------------------
+
+
+def test_hello_returns_empty(stub: stubs.TaskHubSidecarServiceStub) -> None:
+    assert stub.Hello(empty_pb2.Empty(), timeout=5) == empty_pb2.Empty()
+
+
+def test_get_state_unknown_instance_returns_none(app: WorkflowApp, stub) -> None:
+    res = stub.GetInstance(pb.GetInstanceRequest(instanceId="nope", getInputsAndOutputs=True))
+
+    assert app.client.get_workflow_state("nope") is None
+    assert res.exists is False
+
+
+@pytest.mark.parametrize("operation", ["raise", "terminate", "purge", "suspend", "resume"])
+def test_unknown_instance_operations_error(app: WorkflowApp, operation: str) -> None:
+    client = app.client
+    calls = {
+        "raise": lambda: client.raise_workflow_event("nope", "evt", data=1),
+        "terminate": lambda: client.terminate_workflow("nope"),
+        "purge": lambda: client.purge_workflow("nope"),
+        "suspend": lambda: client.pause_workflow("nope"),
+        "resume": lambda: client.resume_workflow("nope"),
+    }
+
+    with pytest.raises(grpc.RpcError) as err:
+        calls[operation]()
+
+    assert err.value.code() != grpc.StatusCode.OK
+    if operation in ("raise", "terminate", "purge"):
+        # The SDK (and users) look for daprd's text.
+        assert "no such instance exists" in err.value.details()
+    assert err.value.details()
+    assert client.get_workflow_state("nope") is None
+    assert list(client.iter_workflow_instance_ids()) == []
+
+
+def test_wait_for_completion_unknown_instance_times_out(app: WorkflowApp) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        app.client.wait_for_workflow_completion("nope", timeout_in_seconds=2)
+
+    assert time.monotonic() - t0 >= 1.9
+    assert app.client.get_workflow_state("nope") is None
+
+
+def test_wait_for_completion_parks_until_instance_created(app: WorkflowApp) -> None:
+    @app.runtime.workflow(name="late_comer")
+    def late_comer(ctx, _):
+        return "arrived"
+
+    client = app.start()
+    waiter_client = app.new_client()
+    thread, box = in_thread(
+        lambda: waiter_client.wait_for_workflow_completion("late-1", timeout_in_seconds=WAIT)
+    )
+    time.sleep(0.5)  # the waiter must be parked before the instance exists
+    assert thread.is_alive()
+    client.schedule_new_workflow(late_comer, instance_id="late-1")
+    thread.join(WAIT)
+
+    assert "error" not in box
+    state = box["result"]
+    assert state is not None
+    assert state.runtime_status == WorkflowStatus.COMPLETED
+    assert state.serialized_output == '"arrived"'
+
+
+# -- malformed requests -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("instance_id", "name"),
+    [("", "wf"), ("x" * 10_000, "wf"), ("ok-id", "")],
+    ids=["empty_id", "oversized_id", "empty_name"],
+)
+def test_start_instance_bad_request_rejected(stub, instance_id: str, name: str) -> None:
+    err = _error(stub.StartInstance, pb.CreateInstanceRequest(instanceId=instance_id, name=name))
+
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details()
+    assert _ids(stub) == []
+
+
+@pytest.mark.parametrize(
+    "call",
+    ["RaiseEvent", "TerminateInstance", "SuspendInstance", "ResumeInstance", "PurgeInstances"],
+)
+def test_empty_instance_id_rejected(stub, call: str) -> None:
+    requests = {
+        "RaiseEvent": pb.RaiseEventRequest(instanceId="", name="e"),
+        "TerminateInstance": pb.TerminateRequest(instanceId=""),
+        "SuspendInstance": pb.SuspendRequest(instanceId=""),
+        "ResumeInstance": pb.ResumeRequest(instanceId=""),
+        "PurgeInstances": pb.PurgeInstancesRequest(instanceId=""),
+    }
+
+    err = _error(getattr(stub, call), requests[call])
+
+    assert err.code() != grpc.StatusCode.OK
+    assert err.details()
+    assert _ids(stub) == []
+
+
+def test_purge_by_filter_rejected(stub) -> None:
+    err = _error(
+        stub.PurgeInstances, pb.PurgeInstancesRequest(purgeInstanceFilter=pb.PurgeInstanceFilter())
+    )
+
+    assert err.code() != grpc.StatusCode.OK
+    assert err.details()
+
+
+def test_garbage_protobuf_payload_rejected_and_server_keeps_serving(
+    app: WorkflowApp, channel: grpc.Channel
+) -> None:
+    raw_start = channel.unary_unary(
+        "/TaskHubSidecarService/StartInstance",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+
+    with pytest.raises(grpc.RpcError) as err:
+        raw_start(b"\xff\xfe\x00garbage\x12\x99", timeout=10)
+
+    assert err.value.code() != grpc.StatusCode.OK
+    _assert_still_serving(app)
+
+
+def test_garbage_bytes_on_port_server_keeps_serving(app: WorkflowApp) -> None:
+    host, _, port = app.address.rpartition(":")
+    payloads = [
+        os.urandom(4096),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + os.urandom(512),
+        b"",
+    ]
+    for payload in payloads:
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(payload)
+            sock.settimeout(1)
+            try:
+                sock.recv(1024)
+            except (TimeoutError, ConnectionError):
+                pass
+
+    _assert_still_serving(app)
+
+
+def _assert_still_serving(app: WorkflowApp) -> None:
+    @app.runtime.workflow(name="alive")
+    def alive(ctx, _):
+        return "alive"
+
+    client = app.start()
+    iid = client.schedule_new_workflow(alive)
+    state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+    assert state is not None
+    assert state.serialized_output == '"alive"'
+    assert list(client.iter_workflow_instance_ids()) == [iid]
+
+
+def test_oversized_activity_result_fails_task(app: WorkflowApp) -> None:
+    @app.runtime.activity(name="huge")
+    def huge(ctx, _):
+        return "x" * (5 * 1024 * 1024)
+
+    @app.runtime.workflow(name="asks_too_much")
+    def asks_too_much(ctx, _):
+        try:
+            yield ctx.call_activity(huge)
+        except TaskFailedError as err:
+            return err.details.message
+        return "fit"
+
+    client = app.start()
+    iid = client.schedule_new_workflow(asks_too_much)
+    state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+
+    assert state is not None
+    assert state.runtime_status == WorkflowStatus.COMPLETED
+    assert "Activity result exceeds gRPC max message size" in state.serialized_output
+
+
+# -- the work-item protocol, by hand ----------------------------------------------------------
+
+
+def test_work_item_shape_for_first_turn_and_activity(stub, raw_worker: RawWorker) -> None:
+    before = datetime.now(UTC)
+    thread, box = _start_raw(stub, "shape-1")
+    item = raw_worker.next_item()
+    req = item.workflowRequest
+
+    assert item.HasField("workflowRequest")
+    assert item.completionToken
+    assert req.instanceId == "shape-1"
+    assert list(req.pastEvents) == []
+    kinds = [e.WhichOneof("eventType") for e in req.newEvents]
+    assert kinds == ["workflowStarted", "executionStarted"]
+    clock = req.newEvents[0].timestamp.ToDatetime(tzinfo=UTC)
+    assert before - (datetime.now(UTC) - before) <= clock <= datetime.now(UTC)
+    started = req.newEvents[1].executionStarted
+    assert started.name == "raw_wf"
+    assert started.input.value == '"in"'
+    assert started.workflowInstance.instanceId == "shape-1"
+
+    stub.CompleteOrchestratorTask(
+        pb.WorkflowResponse(
+            instanceId="shape-1",
+            actions=[_schedule(1, "act", '"payload"')],
+            completionToken=item.completionToken,
+        ),
+        timeout=10,
+    )
+    thread.join(WAIT)
+    activity_item = raw_worker.next_item()
+    act = activity_item.activityRequest
+
+    assert "error" not in box and box["result"].instanceId == "shape-1"
+    assert _status(stub, "shape-1") == pb.ORCHESTRATION_STATUS_RUNNING
+    assert activity_item.HasField("activityRequest")
+    assert act.name == "act"
+    assert act.input.value == '"payload"'
+    assert act.taskId == 1
+    assert act.taskExecutionId == "exec-1"
+    assert act.workflowInstance.instanceId == "shape-1"
+
+    stub.CompleteActivityTask(
+        pb.ActivityResponse(
+            instanceId="shape-1",
+            taskId=1,
+            result=_sv('"done"'),
+            completionToken=activity_item.completionToken,
+        ),
+        timeout=10,
+    )
+    turn2 = raw_worker.next_item().workflowRequest
+
+    assert [e.WhichOneof("eventType") for e in turn2.pastEvents] == [
+        "workflowStarted",
+        "executionStarted",
+        "taskScheduled",
+    ]
+    assert [e.WhichOneof("eventType") for e in turn2.newEvents] == [
+        "workflowStarted",
+        "taskCompleted",
+    ]
+    done = turn2.newEvents[1].taskCompleted
+    assert done.taskScheduledId == 1
+    assert done.result.value == '"done"'
+    assert done.taskExecutionId == "exec-1"
+
+
+def _first_turn(stub, raw_worker: RawWorker, instance_id: str):
+    thread, box = _start_raw(stub, instance_id)
+    return thread, box, raw_worker.next_item()
+
+
+def test_complete_orchestrator_task_wrong_token_rejected(stub, raw_worker: RawWorker) -> None:
+    thread, box, item = _first_turn(stub, raw_worker, "token-1")
+
+    err = _error(
+        stub.CompleteOrchestratorTask,
+        pb.WorkflowResponse(
+            instanceId="token-1", actions=[_complete(1, '"bad"')], completionToken="not-a-token"
+        ),
+    )
+
+    assert err.details()
+    assert _status(stub, "token-1") == pb.ORCHESTRATION_STATUS_PENDING
+    stub.CompleteOrchestratorTask(
+        pb.WorkflowResponse(
+            instanceId="token-1", actions=[_complete(1, '"good"')], completionToken=item.completionToken
+        ),
+        timeout=10,
+    )
+    thread.join(WAIT)
+    res = stub.GetInstance(pb.GetInstanceRequest(instanceId="token-1", getInputsAndOutputs=True))
+    assert res.workflowState.workflowStatus == pb.ORCHESTRATION_STATUS_COMPLETED
+    assert res.workflowState.output.value == '"good"'
+
+
+@pytest.mark.parametrize("method", ["CompleteOrchestratorTask", "CompleteActivityTask"])
+def test_completion_for_unknown_instance_rejected(stub, method: str) -> None:
+    request = (
+        pb.WorkflowResponse(instanceId="ghost", actions=[_complete(1)], completionToken="t")
+        if method == "CompleteOrchestratorTask"
+        else pb.ActivityResponse(instanceId="ghost", taskId=1, completionToken="t")
+    )
+
+    err = _error(getattr(stub, method), request)
+
+    assert err.details()
+    assert _ids(stub) == []
+
+
+def test_complete_orchestrator_task_duplicate_action_ids_rejected(
+    stub, raw_worker: RawWorker
+) -> None:
+    thread, box, item = _first_turn(stub, raw_worker, "dup-actions")
+
+    err = _error(
+        stub.CompleteOrchestratorTask,
+        pb.WorkflowResponse(
+            instanceId="dup-actions",
+            actions=[_schedule(1, "a"), _schedule(1, "b")],
+            completionToken=item.completionToken,
+        ),
+    )
+
+    assert err.code() != grpc.StatusCode.OK and err.details()
+    assert _status(stub, "dup-actions") == pb.ORCHESTRATION_STATUS_PENDING
+    raw_worker.assert_no_item(0.5)  # no activity was dispatched
+    stub.CompleteOrchestratorTask(
+        pb.WorkflowResponse(
+            instanceId="dup-actions", actions=[_complete(1)], completionToken=item.completionToken
+        ),
+        timeout=10,
+    )
+    thread.join(WAIT)
+    assert _status(stub, "dup-actions") == pb.ORCHESTRATION_STATUS_COMPLETED
+
+
+def test_complete_orchestrator_task_action_not_fitting_history_rejected(
+    stub, raw_worker: RawWorker
+) -> None:
+    thread, box, item = _first_turn(stub, raw_worker, "misfit")
+    stub.CompleteOrchestratorTask(
+        pb.WorkflowResponse(
+            instanceId="misfit", actions=[_schedule(1, "a")], completionToken=item.completionToken
+        ),
+        timeout=10,
+    )
+    thread.join(WAIT)
+    activity = raw_worker.next_item()
+    stub.CompleteActivityTask(
+        pb.ActivityResponse(
+            instanceId="misfit", taskId=1, result=_sv("1"), completionToken=activity.completionToken
+        ),
+        timeout=10,
+    )
+    turn2 = raw_worker.next_item()
+    history_before = _history(stub, "misfit")
+
+    # Action id 1 is already taken by the taskScheduled in history.
+    err = _error(
+        stub.CompleteOrchestratorTask,
+        pb.WorkflowResponse(
+            instanceId="misfit", actions=[_schedule(1, "again")], completionToken=turn2.completionToken
+        ),
+    )
+
+    assert err.code() != grpc.StatusCode.OK and err.details()
+    assert _history(stub, "misfit") == history_before
+    assert _status(stub, "misfit") == pb.ORCHESTRATION_STATUS_RUNNING
+    stub.CompleteOrchestratorTask(
+        pb.WorkflowResponse(
+            instanceId="misfit", actions=[_complete(2, "2")], completionToken=turn2.completionToken
+        ),
+        timeout=10,
+    )
+    assert _status(stub, "misfit") == pb.ORCHESTRATION_STATUS_COMPLETED
+
+
+def test_complete_activity_unknown_task_id_rejected(stub, raw_worker: RawWorker) -> None:
+    thread, box, item = _first_turn(stub, raw_worker, "task-ids")
+    stub.CompleteOrchestratorTask(
+        pb.WorkflowResponse(
+            instanceId="task-ids", actions=[_schedule(1, "a")], completionToken=item.completionToken
+        ),
+        timeout=10,
+    )
+    thread.join(WAIT)
+    activity = raw_worker.next_item()
+
+    err = _error(
+        stub.CompleteActivityTask,
+        pb.ActivityResponse(
+            instanceId="task-ids", taskId=99, result=_sv("1"), completionToken=activity.completionToken
+        ),
+    )
+
+    assert err.details()
+    raw_worker.assert_no_item(0.5)
+    assert "taskCompleted" not in _history(stub, "task-ids")
+
+
+def test_duplicate_activity_completion_recorded_once(stub, raw_worker: RawWorker) -> None:
+    thread, box, item = _first_turn(stub, raw_worker, "dup-result")
+    stub.CompleteOrchestratorTask(
+        pb.WorkflowResponse(
+            instanceId="dup-result", actions=[_schedule(1, "a")], completionToken=item.completionToken
+        ),
+        timeout=10,
+    )
+    thread.join(WAIT)
+    activity = raw_worker.next_item()
+    response = pb.ActivityResponse(
+        instanceId="dup-result", taskId=1, result=_sv('"r"'), completionToken=activity.completionToken
+    )
+
+    stub.CompleteActivityTask(response, timeout=10)
+    try:
+        stub.CompleteActivityTask(response, timeout=10)  # OK or an error: either is fine
+    except grpc.RpcError:
+        pass
+    turn2 = raw_worker.next_item()
+    kinds = [e.WhichOneof("eventType") for e in turn2.newEvents]
+    stub.CompleteOrchestratorTask(
+        pb.WorkflowResponse(
+            instanceId="dup-result", actions=[_complete(2, '"r"')], completionToken=turn2.completionToken
+        ),
+        timeout=10,
+    )
+
+    assert kinds == ["workflowStarted", "taskCompleted"]
+    raw_worker.assert_no_item(0.5)
+    assert _history(stub, "dup-result").count("taskCompleted") == 1
+    assert _status(stub, "dup-result") == pb.ORCHESTRATION_STATUS_COMPLETED
+
+
+def test_turn_redispatched_after_stream_drops(stub) -> None:
+    first = RawWorker(stub)
+    thread, box = _start_raw(stub, "redispatch-1")
+    lost = first.next_item()
+    first.close()  # the turn is never completed
+
+    second = RawWorker(stub)
+    try:
+        again = second.next_item()
+        assert again.workflowRequest.instanceId == "redispatch-1"
+        assert [e.WhichOneof("eventType") for e in again.workflowRequest.newEvents] == [
+            e.WhichOneof("eventType") for e in lost.workflowRequest.newEvents
+        ]
+        stub.CompleteOrchestratorTask(
+            pb.WorkflowResponse(
+                instanceId="redispatch-1",
+                actions=[_complete(1, '"second try"')],
+                completionToken=again.completionToken,
+            ),
+            timeout=10,
+        )
+        thread.join(WAIT)
+    finally:
+        second.close()
+
+    assert "error" not in box
+    assert _status(stub, "redispatch-1") == pb.ORCHESTRATION_STATUS_COMPLETED
+
+
+def test_activity_redispatched_after_stream_drops(stub) -> None:
+    first = RawWorker(stub)
+    thread, box = _start_raw(stub, "act-redispatch")
+    turn = first.next_item()
+    stub.CompleteOrchestratorTask(
+        pb.WorkflowResponse(
+            instanceId="act-redispatch",
+            actions=[_schedule(1, "slow", '"arg"')],
+            completionToken=turn.completionToken,
+        ),
+        timeout=10,
+    )
+    thread.join(WAIT)
+    lost = first.next_item()
+    assert lost.HasField("activityRequest")
+    first.close()  # the activity result never arrives
+
+    second = RawWorker(stub)
+    try:
+        again = second.next_item()
+        assert again.HasField("activityRequest")
+        assert again.activityRequest.taskId == 1
+        assert again.activityRequest.name == "slow"
+        assert again.activityRequest.input.value == '"arg"'
+        stub.CompleteActivityTask(
+            pb.ActivityResponse(
+                instanceId="act-redispatch",
+                taskId=1,
+                result=_sv('"ok"'),
+                completionToken=again.completionToken,
+            ),
+            timeout=10,
+        )
+        turn2 = second.next_item()
+        assert turn2.workflowRequest.newEvents[1].taskCompleted.result.value == '"ok"'
+    finally:
+        second.close()
+
+
+def test_sdk_activity_reruns_after_worker_restart(app: WorkflowApp) -> None:
+    """Scenario 24 with the real SDK: at-least-once across a worker restart."""
+    import threading
+
+    runs: list[str] = []
+    release = threading.Event()
+
+    @app.runtime.activity(name="sticky")
+    def sticky(ctx, _):
+        runs.append("first")
+        release.wait(15)  # outlives the worker that ran it
+        return "from the dead worker"
+
+    @app.runtime.workflow(name="survivor")
+    def survivor(ctx, _):
+        return (yield ctx.call_activity("sticky"))
+
+    client = app.start()
+    iid = client.schedule_new_workflow(survivor)
+    from sidecar.tests.harness import wait_until
+
+    assert wait_until(lambda: runs == ["first"], timeout=WAIT)
+    thread, _ = in_thread(lambda: app.stop_runtime())
+    time.sleep(1.0)  # let the old worker's stream close while the activity still blocks
+
+    second = app.new_runtime()
+
+    @second.activity(name="sticky")
+    def sticky_again(ctx, _):
+        runs.append("second")
+        return "from the new worker"
+
+    @second.workflow(name="survivor")
+    def survivor_again(ctx, _):
+        return (yield ctx.call_activity("sticky"))
+
+    app.start(second)
+    state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+    release.set()
+    thread.join(WAIT)
+
+    assert state is not None
+    assert state.runtime_status == WorkflowStatus.COMPLETED
+    assert state.serialized_output == '"from the new worker"'
+    assert runs[:2] == ["first", "second"]
