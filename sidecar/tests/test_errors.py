@@ -486,7 +486,7 @@ def test_duplicate_activity_completion_recorded_once(stub, raw_worker: RawWorker
     except grpc.RpcError:
         pass
     turn2 = raw_worker.next_item()
-    kinds = [e.WhichOneof("eventType") for e in turn2.newEvents]
+    kinds = [e.WhichOneof("eventType") for e in turn2.workflowRequest.newEvents]
     stub.CompleteOrchestratorTask(
         pb.WorkflowResponse(
             instanceId="dup-result", actions=[_complete(2, '"r"')], completionToken=turn2.completionToken

@@ -77,7 +77,7 @@ def test_suspend_holds_timer_until_resume(app: WorkflowApp) -> None:
     assert state.serialized_output == '"after timer"'
 
 
-def test_suspend_twice_is_harmless(sidecar) -> None:
+def test_suspend_twice_is_harmless(sidecar, monkeypatch: pytest.MonkeyPatch) -> None:
     """§1.7: suspending twice is harmless. The SDK buffers a second executionSuspended and, on
     resume, re-suspends while draining its own buffer, appending to the list it iterates: an
     endless loop that eats memory. So the worker runs in its own (memory-capped) process, and
@@ -86,6 +86,8 @@ def test_suspend_twice_is_harmless(sidecar) -> None:
     from sidecar.tests.harness import new_client, spawn_worker, split_address, stop_process
 
     worker = spawn_worker(int(split_address(sidecar.grpc_address)[1]))
+    # Suspend/resume block until a worker turn commits; a stuck worker must not hang the test.
+    monkeypatch.setenv("DAPR_API_TIMEOUT_SECONDS", "10")
     client = new_client(sidecar.grpc_address)
     try:
         iid = client.schedule_new_workflow("suspendable")
