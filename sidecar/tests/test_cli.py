@@ -140,7 +140,7 @@ def test_cli_listens_on_loopback_only_by_default(tmp_path: Path) -> None:
         stop_process(proc)
 
     assert listening
-    assert {addr.ip for addr in listening} <= {"127.0.0.1", "::1"}
+    assert {addr.ip for addr in listening} <= {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
     assert port in {addr.port for addr in listening}
 
 
