@@ -63,6 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--warmup", type=int, default=None, help="unmeasured workflows first (30)")
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every configuration this many times, interleaved; the table shows medians",
+    )
+    p.add_argument(
         "--dbos-journal",
         choices=["wal", "default"],
         default="wal",
@@ -275,39 +281,76 @@ def run_dbos(workers: int, args: argparse.Namespace, workdir: Path, log: Any) ->
     }
 
 
+def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from several rounds of a configuration: the median of every figure."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def med(values: list[Any]) -> Any:
+        values = sorted(v for v in values if v is not None)
+        return values[len(values) // 2] if values else None
+
+    merged = dict(runs[0])
+    for key in (
+        "throughput_wps",
+        "seq_p50_ms",
+        "seq_p99_ms",
+        "load_p50_ms",
+        "load_p99_ms",
+        "other_load_cores",
+        "elapsed_s",
+    ):
+        merged[key] = med([r[key] for r in runs])
+    merged["cpu_ms_per_wf"] = {
+        k: med([r["cpu_ms_per_wf"][k] for r in runs]) for k in runs[0]["cpu_ms_per_wf"]
+    }
+    merged["peak_rss_mb"] = {
+        "engine": med([r["peak_rss_mb"]["engine"] for r in runs]),
+        "workers": [
+            max(ws) for ws in zip(*(r["peak_rss_mb"]["workers"] for r in runs), strict=True)
+        ],
+    }
+    merged["errors"] = sum(r["errors"] for r in runs)
+    merged["rounds"] = runs
+    return merged
+
+
 def main_suite(args: argparse.Namespace, workdir: Path, log: Any, out: dict[str, Any]) -> None:
-    results: list[dict[str, Any]] = []
-    out["results"] = results
     plan = [(c, w) for c in CONFIGS if c in args.only for w in args.worker_counts]
-    for config, workers in plan:
-        label = f"{config}, {workers} worker process{'es' if workers > 1 else ''}"
-        print(
-            f"- {label}: {args.workflows} workflows, {args.inflight} in flight; "
-            f"{args.sequential} sequential ...",
-            flush=True,
-        )
-        load_before = os.getloadavg()[0]
-        try:
-            if config == "dbos":
-                r = run_dbos(workers, args, workdir, log)
-            else:
-                r = run_sidecar(config, workers, args, workdir, log)
-        except Exception as exc:
-            traceback.print_exc()
-            out.setdefault("failures", []).append(f"{label}: {exc!r}")
-            continue
-        r["loadavg_1m_before"] = round(load_before, 2)
-        results.append(r)
-        print(
-            f"  {r['throughput_wps']} wf/s, sequential p50 {r['seq_p50_ms']} ms "
-            f"p99 {r['seq_p99_ms']} ms, all-process CPU {r['cpu_ms_per_wf']['total']} ms/wf, "
-            f"other load {r['other_load_cores']} cores, errors {r['errors']}",
-            flush=True,
-        )
-        if r["errors"]:
-            out.setdefault("failures", []).append(
-                f"{label}: {r['errors']} workflows failed, e.g. {r['error_samples'][:1]}"
+    by_key: dict[tuple[str, int], list[dict[str, Any]]] = {key: [] for key in plan}
+    for round_no in range(1, args.rounds + 1):
+        for config, workers in plan:
+            label = f"{config}, {workers} worker process{'es' if workers > 1 else ''}"
+            rounds = f" (round {round_no}/{args.rounds})" if args.rounds > 1 else ""
+            print(
+                f"- {label}{rounds}: {args.workflows} workflows, {args.inflight} in flight; "
+                f"{args.sequential} sequential ...",
+                flush=True,
             )
+            load_before = os.getloadavg()[0]
+            try:
+                if config == "dbos":
+                    r = run_dbos(workers, args, workdir, log)
+                else:
+                    r = run_sidecar(config, workers, args, workdir, log)
+            except Exception as exc:
+                traceback.print_exc()
+                out.setdefault("failures", []).append(f"{label}: {exc!r}")
+                continue
+            r["loadavg_1m_before"] = round(load_before, 2)
+            by_key[(config, workers)].append(r)
+            print(
+                f"  {r['throughput_wps']} wf/s, sequential p50 {r['seq_p50_ms']} ms "
+                f"p99 {r['seq_p99_ms']} ms, all-process CPU {r['cpu_ms_per_wf']['total']} ms/wf, "
+                f"other load {r['other_load_cores']} cores, errors {r['errors']}",
+                flush=True,
+            )
+            if r["errors"]:
+                out.setdefault("failures", []).append(
+                    f"{label}: {r['errors']} workflows failed, e.g. {r['error_samples'][:1]}"
+                )
+    results = [median_result(runs) for runs in by_key.values() if runs]
+    out["results"] = results
     if args.profile:
         print(
             "- profiling the sidecar (durable, 1 worker) with py-spy in a separate run ...",
