@@ -47,6 +47,26 @@ class Cluster:
         wait_for_port(self.port, proc)
         return proc
 
+    def kill_sidecar_and_restart(self, *, same_port: bool, downtime: float = 0.0) -> None:
+        """SIGKILL the sidecar and start a new one on the same database.
+
+        ``same_port`` is what a user does (``--grpc-port 50001`` again); the killed process's
+        connections are then still in TIME_WAIT. With a new port the worker and client move
+        too (the worker is SIGKILLed as well: it cannot be told about the new port).
+        """
+        self.sidecar.kill()
+        self.sidecar.wait(10)
+        if not same_port:
+            self.worker.kill()
+            self.worker.wait(10)
+            self.client.close()
+            self.port = free_port()
+        time.sleep(downtime)
+        self.sidecar = self.start_sidecar()
+        if not same_port:
+            self.worker = spawn_worker(self.port)
+            self.client = new_client(f"127.0.0.1:{self.port}")
+
     def close(self) -> None:
         self.client.close()
         stop_process(self.worker)
@@ -94,29 +114,25 @@ def _assert_all_correct(client: DaprWorkflowClient, ids: list[str]) -> None:
     assert wrong == []
 
 
-def test_crash_sidecar_sigkill_mid_flight_all_complete(cluster: Cluster) -> None:
+@pytest.mark.parametrize("same_port", [True, False], ids=["same_port", "new_port"])
+def test_crash_sidecar_sigkill_mid_flight_all_complete(cluster: Cluster, same_port: bool) -> None:
     ids = _schedule_all(cluster.client)
     time.sleep(0.5)  # activities done, timers (1-3 s) pending: the middle of the flight
     unfinished = _unfinished(cluster.client, ids)
 
-    cluster.sidecar.kill()
-    cluster.sidecar.wait(10)
-    cluster.sidecar = cluster.start_sidecar()
+    cluster.kill_sidecar_and_restart(same_port=same_port)
 
     assert unfinished > INSTANCES // 2
     _assert_all_correct(cluster.client, ids)
 
 
-def test_crash_sidecar_sigkill_twice_while_timers_due(cluster: Cluster) -> None:
+@pytest.mark.parametrize("same_port", [True, False], ids=["same_port", "new_port"])
+def test_crash_sidecar_sigkill_twice_while_timers_due(cluster: Cluster, same_port: bool) -> None:
     ids = _schedule_all(cluster.client)
-    cluster.sidecar.kill()
-    cluster.sidecar.wait(10)
-    time.sleep(3.5)  # every timer falls due while the sidecar is down
-    cluster.sidecar = cluster.start_sidecar()
+    # Every timer falls due while the sidecar is down; then a second kill right after restart.
+    cluster.kill_sidecar_and_restart(same_port=same_port, downtime=3.5)
     time.sleep(0.3)
-    cluster.sidecar.kill()
-    cluster.sidecar.wait(10)
-    cluster.sidecar = cluster.start_sidecar()
+    cluster.kill_sidecar_and_restart(same_port=same_port)
 
     _assert_all_correct(cluster.client, ids)
 
