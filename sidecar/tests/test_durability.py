@@ -71,8 +71,8 @@ def test_restart_keeps_running_and_completed_instances(node: Restartable) -> Non
     app = node.app()
     _register_waiter(app.runtime)
     client = app.start()
-    running = client.schedule_new_workflow(durable_waiter_name(), input="r", instance_id="run-1")
-    done = client.schedule_new_workflow(durable_waiter_name(), input="d", instance_id="done-1")
+    running = client.schedule_new_workflow("durable_waiter", input="r", instance_id="run-1")
+    done = client.schedule_new_workflow("durable_waiter", input="d", instance_id="done-1")
     client.raise_workflow_event(done, "go", data="finished")
     client.wait_for_workflow_completion(done, timeout_in_seconds=WAIT)
     assert wait_for_history(client, running, "taskCompleted")
@@ -96,10 +96,6 @@ def test_restart_keeps_running_and_completed_instances(node: Restartable) -> Non
     assert state is not None
     assert state.runtime_status == WorkflowStatus.COMPLETED
     assert json.loads(state.serialized_output) == ["stamped:r", "after restart"]
-
-
-def durable_waiter_name() -> str:
-    return "durable_waiter"
 
 
 def wait_for_history(client, instance_id: str, event_type: str) -> bool:

@@ -351,7 +351,9 @@ def test_complete_orchestrator_task_wrong_token_rejected(stub, raw_worker: RawWo
     assert _status(stub, "token-1") == pb.ORCHESTRATION_STATUS_PENDING
     stub.CompleteOrchestratorTask(
         pb.WorkflowResponse(
-            instanceId="token-1", actions=[_complete(1, '"good"')], completionToken=item.completionToken
+            instanceId="token-1",
+            actions=[_complete(1, '"good"')],
+            completionToken=item.completionToken,
         ),
         timeout=10,
     )
@@ -427,7 +429,9 @@ def test_complete_orchestrator_task_action_not_fitting_history_rejected(
     err = _error(
         stub.CompleteOrchestratorTask,
         pb.WorkflowResponse(
-            instanceId="misfit", actions=[_schedule(1, "again")], completionToken=turn2.completionToken
+            instanceId="misfit",
+            actions=[_schedule(1, "again")],
+            completionToken=turn2.completionToken,
         ),
     )
 
@@ -457,7 +461,10 @@ def test_complete_activity_unknown_task_id_rejected(stub, raw_worker: RawWorker)
     err = _error(
         stub.CompleteActivityTask,
         pb.ActivityResponse(
-            instanceId="task-ids", taskId=99, result=_sv("1"), completionToken=activity.completionToken
+            instanceId="task-ids",
+            taskId=99,
+            result=_sv("1"),
+            completionToken=activity.completionToken,
         ),
     )
 
@@ -470,14 +477,19 @@ def test_duplicate_activity_completion_recorded_once(stub, raw_worker: RawWorker
     thread, box, item = _first_turn(stub, raw_worker, "dup-result")
     stub.CompleteOrchestratorTask(
         pb.WorkflowResponse(
-            instanceId="dup-result", actions=[_schedule(1, "a")], completionToken=item.completionToken
+            instanceId="dup-result",
+            actions=[_schedule(1, "a")],
+            completionToken=item.completionToken,
         ),
         timeout=10,
     )
     thread.join(WAIT)
     activity = raw_worker.next_item()
     response = pb.ActivityResponse(
-        instanceId="dup-result", taskId=1, result=_sv('"r"'), completionToken=activity.completionToken
+        instanceId="dup-result",
+        taskId=1,
+        result=_sv('"r"'),
+        completionToken=activity.completionToken,
     )
 
     stub.CompleteActivityTask(response, timeout=10)
@@ -489,7 +501,9 @@ def test_duplicate_activity_completion_recorded_once(stub, raw_worker: RawWorker
     kinds = [e.WhichOneof("eventType") for e in turn2.workflowRequest.newEvents]
     stub.CompleteOrchestratorTask(
         pb.WorkflowResponse(
-            instanceId="dup-result", actions=[_complete(2, '"r"')], completionToken=turn2.completionToken
+            instanceId="dup-result",
+            actions=[_complete(2, '"r"')],
+            completionToken=turn2.completionToken,
         ),
         timeout=10,
     )
