@@ -279,7 +279,11 @@ class Engine:
     async def suspend(self, instance_id: str, reason: str | None = None, wait: bool = True) -> None:
         check_instance_id(instance_id)
         inst = self._active_or_raise(instance_id)
-        if inst is None:
+        if inst is None or self._will_be_suspended(inst):
+            # Already suspended (or about to be): a second executionSuspended would send the
+            # SDK's worker into an endless loop, and there is nothing more to do anyway.
+            if inst is not None and wait:
+                await self._wait(instance_id, lambda i: i.status == SUSPENDED or i.is_terminal)
             return
         event = orch.new_event(
             now_ns(),
@@ -620,11 +624,23 @@ class Engine:
             await self._commit_outcome(inst, outcome, consumed)
 
     async def _commit_stall(self, inst: Instance, stall: pb.ExecutionStalledEvent) -> None:
+        """The worker cannot run this instance (e.g. its version is not registered): record
+        the stall in history and stop dispatching it until the sidecar restarts, as daprd does.
+        The events the turn carried stay in the inbox for that next attempt."""
         log.warning("workflow %s stalled: %s", inst.instance_id, stall.description)
+        now = now_ns()
+        event = orch.new_event(now, executionStalled=stall)
+        seq = len(inst.history)
+        inst.history.append(event)
         inst.stalled = stall
         inst.status = STALLED
-        inst.updated_ns = now_ns()
-        await self._write([(UPSERT_INSTANCE, [inst.row()])])
+        inst.updated_ns = now
+        await self._write(
+            [
+                (INSERT_HISTORY, [(inst.instance_id, seq, event.SerializeToString())]),
+                (UPSERT_INSTANCE, [inst.row()]),
+            ]
+        )
         self._notify(inst.instance_id)
 
     async def _commit_continue_as_new(
