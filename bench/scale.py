@@ -361,7 +361,7 @@ def scale_targets(res: dict[str, Any]) -> list[Target]:
     n_fill = big.get("instances")
     targets = [
         Target(
-            f"{fmt(n_fill, 0) if n_fill else '100,000'}-instance database: throughput >= 0.9x empty",
+            f"{n_fill or 100_000:,}-instance database: throughput >= 0.9x empty",
             big.get("throughput_ratio"),
             0.90,
             True,
