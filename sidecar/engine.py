@@ -175,6 +175,7 @@ class Engine:
     async def _wait(
         self, instance_id: str, predicate: Callable[[InstanceInfo], bool]
     ) -> InstanceInfo:
+        await self._settled(instance_id)
         info = self.get_instance(instance_id)
         if info is not None and predicate(info):
             return info
@@ -377,8 +378,16 @@ class Engine:
         )
         await self._commit_outcome(inst, outcome, consumed=[])
 
+    async def _settled(self, instance_id: str) -> None:
+        """Wait until an instance's final state, already visible in memory, is on disk: a
+        caller told "completed" may act on it at once (purge, reuse the id, report it)."""
+        inst = self._instances.get(instance_id)
+        if inst is not None and inst.final_commit is not None:
+            await asyncio.shield(inst.final_commit)
+
     async def purge(self, instance_id: str, *, recursive: bool = True) -> int:
         check_instance_id(instance_id)
+        await self._settled(instance_id)
         order: list[str] = []
         self._collect_purge(instance_id, recursive, order, root=True)
         await self._write(self._purge_statements(order))
@@ -747,6 +756,8 @@ class Engine:
                 statements.extend(self._start_child(inst, child, now))
         statements.append((UPSERT_INSTANCE, [inst.row()]))
         commit = self._write(statements)
+        if inst.done:
+            inst.final_commit = commit
         self._dispatch.make_ready(inst)
         await commit
         if inst.done:

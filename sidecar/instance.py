@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,6 +65,7 @@ class Instance:
     activities: dict[int, pb.ActivityRequest] = field(default_factory=dict)
     timers: dict[int, int] = field(default_factory=dict)
     action_ids: set[int] = field(default_factory=set)  # see orchestration.InstanceView
+    final_commit: asyncio.Future[Any] | None = None  # the write of its terminal state
     turn: Turn | None = None
     queued: bool = False
     done: bool = False
