@@ -170,7 +170,15 @@ class Worker:
         # A session of its own: a terminal's Ctrl-C reaches the parent, which stops the children
         # in order, instead of every process at once.
         return subprocess.Popen(
-            [sys.executable, "-m", "django", "runworker", "--child", "--address", self.address],
+            [
+                sys.executable,
+                "-m",
+                "django",
+                "runworker",
+                "--child",
+                f"--address={self.address}",
+                f"--parent-pid={os.getpid()}",
+            ],
             env=env,
             cwd=settings.BASE_DIR,
             start_new_session=True,
@@ -228,8 +236,10 @@ class Worker:
         )
 
 
-def run_child(address: str) -> int:
-    """One worker process: a WorkflowRuntime against ``address`` until SIGTERM/SIGINT."""
+def run_child(address: str, parent_pid: int | None = None) -> int:
+    """One worker process: a WorkflowRuntime against ``address`` until SIGTERM/SIGINT, or until
+    its parent (``parent_pid``, the process hosting the sidecar) is gone."""
+    parent = parent_pid or os.getppid()
     stop = threading.Event()
     first: list[float] = []
 
@@ -245,7 +255,6 @@ def run_child(address: str) -> int:
     runtime = engine.runtime_create(address)
     runtime.start()
     logger.info("Worker process %d connected to %s", os.getpid(), address)
-    parent = os.getppid()
     try:
         # A parent killed with SIGKILL cannot stop us; notice it is gone instead of lingering.
         while not stop.wait(1.0):

@@ -58,12 +58,13 @@ class Command(BaseCommand):
         # Internal: how the parent starts its worker processes.
         parser.add_argument("--child", action="store_true", help="(internal)")
         parser.add_argument("--address", default="", help="(internal)")
+        parser.add_argument("--parent-pid", type=int, default=None, help="(internal)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["child"]:
             if not options["address"]:
                 raise CommandError("--child needs --address")
-            run_child(options["address"])
+            run_child(options["address"], options["parent_pid"])
             return
         if options["processes"] < 0:
             raise CommandError("--processes must be 0 or more")
