@@ -47,7 +47,7 @@ def engine_address() -> str:
     if _address_override:
         return _address_override
     if uses_dapr():
-        return f"127.0.0.1:{settings.DAPR_GRPC_PORT}"
+        return f"{settings.DAPR_RUNTIME_HOST}:{settings.DAPR_GRPC_PORT}"
     return f"{settings.WORKFLOW_GRPC_HOST}:{settings.WORKFLOW_GRPC_PORT}"
 
 

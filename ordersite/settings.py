@@ -164,6 +164,9 @@ WORKFLOW_GRPC_PORT = int(os.environ.get("WORKFLOW_GRPC_PORT", "50001"))
 WORKFLOW_DB_PATH = Path(os.environ.get("WORKFLOW_DB_PATH", VAR_DIR / "workflows.db"))
 # Set by `dapr run` next to the app: then that daprd is the engine, not the embedded sidecar.
 DAPR_GRPC_PORT = os.environ.get("DAPR_GRPC_PORT") or None
+# Where that daprd listens: its own pod by default; on Kubernetes the web pods reach the
+# worker's sidecars through a Service (deploy/web.yaml), as the Dapr SDKs read it too.
+DAPR_RUNTIME_HOST = os.environ.get("DAPR_RUNTIME_HOST") or "127.0.0.1"
 
 LOGGING = {
     "version": 1,

