@@ -447,6 +447,15 @@ def test_metadata_lists_state_store_and_extended_metadata(dapr: DaprClient) -> N
     assert dapr.get_metadata().extended_metadata["owner"] == "tests"
 
 
+def test_metadata_counts_connected_workers(app: WorkflowApp, dapr: DaprClient) -> None:
+    app.start()
+    stub = dapr_pb2_grpc.DaprStub(dapr._channel)
+    # The SDK's start() returns once its stream reader runs, a moment before the call lands.
+    assert wait_until(
+        lambda: stub.GetMetadata(api_v1.GetMetadataRequest()).workflows.connected_workers == 1
+    )
+
+
 def test_metadata_reports_the_engines_connected_workers(tmp_path: Path) -> None:
     class EngineWithWorkers:
         connected_workers = 2
