@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -287,8 +288,8 @@ def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return runs[0]
 
     def med(values: list[Any]) -> Any:
-        values = sorted(v for v in values if v is not None)
-        return values[len(values) // 2] if values else None
+        values = [v for v in values if v is not None]
+        return round(statistics.median(values), 2) if values else None
 
     merged = dict(runs[0])
     for key in (
