@@ -6,9 +6,8 @@ status. Protocol facts cited as §n are from ``shared/reference/durabletask-prot
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Any, TypeVar
 
@@ -211,18 +210,21 @@ class TaskHubServicer(stubs.TaskHubSidecarServiceServicer):
         )
         return pb.RerunWorkflowFromEventResponse(newInstanceID=new_id)
 
-    async def GetWorkItems(
-        self, request: pb.GetWorkItemsRequest, context: Any
-    ) -> AsyncIterator[pb.WorkItem]:
+    async def GetWorkItems(self, request: pb.GetWorkItemsRequest, context: Any) -> None:
+        """Stream work items to one worker until it goes away or the sidecar stops.
+
+        Written with ``context.write`` rather than as an async generator, and the stream is
+        also closed from the RPC's done callback: whatever way the call ends (the worker was
+        killed, the connection broke), what was sent on it is handed out again promptly.
+        """
         stream = self.engine.open_stream(request.capabilities)
+        context.add_done_callback(lambda _: self.engine.close_stream(stream))
         try:
             while True:
                 item = await stream.queue.get()
                 if item is None:
                     return
-                yield item
-        except asyncio.CancelledError:
-            raise
+                await context.write(item)
         finally:
             self.engine.close_stream(stream)
 

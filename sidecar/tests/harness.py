@@ -229,12 +229,17 @@ def wait_for_port(
     raise AssertionError(f"sidecar on port {port} did not answer within {timeout}s")
 
 
-def _limit_memory() -> None:
-    """Cap a child's address space: a runaway worker must fail, not swap the machine."""
+def _limit_memory(pid: int) -> None:
+    """Cap a child's address space: a runaway worker must fail, not swap the machine.
+
+    Set from outside with prlimit rather than in a ``preexec_fn``: running Python between
+    fork and exec in this process, which has gRPC threads, can leave the child with a broken
+    gRPC poller (``epoll_wait error: Bad file descriptor``), a worker that never starts.
+    """
     import resource
 
     limit = 4 * 1024**3
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
 
 
 def spawn_worker(port: int, **env: str) -> subprocess.Popen[bytes]:
@@ -245,8 +250,8 @@ def spawn_worker(port: int, **env: str) -> subprocess.Popen[bytes]:
         env=subprocess_env(DAPR_GRPC_PORT=str(port), DAPR_RUNTIME_HOST="127.0.0.1", **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_limit_memory,
     )
+    _limit_memory(proc.pid)
     assert proc.stdout is not None
     line = proc.stdout.readline()  # the app prints one line once WorkflowRuntime.start returned
     if b"worker ready" not in line:
