@@ -59,38 +59,32 @@ class InventoryItemAdmin(admin.ModelAdmin):
         )
 
 
-class OrderEventInline(admin.TabularInline):
+class ReadOnlyOrderInline(admin.TabularInline):
+    """A part of the order's record (timeline, ledger): shown, never edited here."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Part of the order: whoever may see the order sees its timeline and ledger.
+        return request.user.has_perm("orders.view_order") or request.user.has_perm(
+            "orders.change_order"
+        )
+
+
+class OrderEventInline(ReadOnlyOrderInline):
     model = OrderEvent
     fields = ["created_at", "message"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        # Part of the order: whoever may see the order sees its timeline and ledger.
-        return request.user.has_perm("orders.view_order") or request.user.has_perm(
-            "orders.change_order"
-        )
 
 
-class LedgerEntryInline(admin.TabularInline):
+class LedgerEntryInline(ReadOnlyOrderInline):
     model = LedgerEntry
     fields = ["created_at", "step", "quantity", "amount"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        # Part of the order: whoever may see the order sees its timeline and ledger.
-        return request.user.has_perm("orders.view_order") or request.user.has_perm(
-            "orders.change_order"
-        )
 
 
 @admin.register(Order)
