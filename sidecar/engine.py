@@ -759,7 +759,16 @@ class Engine:
         if inst.done:
             inst.final_commit = commit
         self._dispatch.make_ready(inst)
+        # What follows the commit must happen even if the RPC that brought this turn is
+        # cancelled meanwhile (its worker was killed, its deadline passed): waiters wait for
+        # the notification, children for their termination.
+        await asyncio.shield(asyncio.ensure_future(self._after_commit(inst, outcome, commit)))
+
+    async def _after_commit(
+        self, inst: Instance, outcome: orch.TurnOutcome, commit: asyncio.Future[Any]
+    ) -> None:
         await commit
+        iid = inst.instance_id
         if inst.done:
             if self._instances.get(iid) is inst:
                 del self._instances[iid]

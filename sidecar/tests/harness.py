@@ -195,15 +195,27 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 def spawn_sidecar(
-    port: int, db: Path, *args: str, env: dict[str, str] | None = None
+    port: int,
+    db: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "sidecar", "--grpc-port", str(port), "--db", str(db), *args],
-        cwd=REPO_ROOT,
-        env=env or subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    """``python -m sidecar`` as a child. Its output goes to pipes for a short-lived process
+    the test reads to the end, or to ``log`` for a long-lived one: a pipe nobody reads fills
+    up and would stall the sidecar on its next log line."""
+    out: Any = subprocess.PIPE if log is None else open(log, "ab")  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sidecar", "--grpc-port", str(port), "--db", str(db), *args],
+            cwd=REPO_ROOT,
+            env=env or subprocess_env(),
+            stdout=out,
+            stderr=out if log is None else subprocess.STDOUT,
+        )
+    finally:
+        if log is not None:
+            out.close()
 
 
 def wait_for_port(

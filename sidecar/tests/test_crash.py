@@ -38,12 +38,13 @@ class Cluster:
     def __init__(self, tmp_path: Path) -> None:
         self.port = free_port()
         self.db = tmp_path / "crash.db"
+        self.log = tmp_path / "sidecar.log"
         self.sidecar = self.start_sidecar()
         self.worker = spawn_worker(self.port)
         self.client = new_client(f"127.0.0.1:{self.port}")
 
     def start_sidecar(self):
-        proc = spawn_sidecar(self.port, self.db)
+        proc = spawn_sidecar(self.port, self.db, log=self.log)
         wait_for_port(self.port, proc)
         return proc
 
@@ -100,7 +101,15 @@ def _unfinished(client: DaprWorkflowClient, ids: list[str]) -> int:
     )
 
 
-def _assert_all_correct(client: DaprWorkflowClient, ids: list[str]) -> None:
+def _assert_all_correct(cluster: Cluster, ids: list[str]) -> None:
+    try:
+        _assert_outputs(cluster.client, ids)
+    except BaseException:
+        print("sidecar log (tail):\n" + cluster.log.read_text(errors="replace")[-20000:])
+        raise
+
+
+def _assert_outputs(client: DaprWorkflowClient, ids: list[str]) -> None:
     wrong = []
     for n, iid in enumerate(ids):
         state = client.wait_for_workflow_completion(iid, timeout_in_seconds=90)
@@ -123,7 +132,7 @@ def test_crash_sidecar_sigkill_mid_flight_all_complete(cluster: Cluster, same_po
     cluster.kill_sidecar_and_restart(same_port=same_port)
 
     assert unfinished > INSTANCES // 2
-    _assert_all_correct(cluster.client, ids)
+    _assert_all_correct(cluster, ids)
 
 
 @pytest.mark.parametrize("same_port", [True, False], ids=["same_port", "new_port"])
@@ -134,7 +143,7 @@ def test_crash_sidecar_sigkill_twice_while_timers_due(cluster: Cluster, same_por
     time.sleep(0.3)
     cluster.kill_sidecar_and_restart(same_port=same_port)
 
-    _assert_all_correct(cluster.client, ids)
+    _assert_all_correct(cluster, ids)
 
 
 def test_crash_worker_sigkill_mid_flight_all_complete(cluster: Cluster) -> None:
@@ -148,7 +157,7 @@ def test_crash_worker_sigkill_mid_flight_all_complete(cluster: Cluster) -> None:
     cluster.worker = spawn_worker(cluster.port)
 
     assert unfinished > INSTANCES // 2
-    _assert_all_correct(cluster.client, ids)
+    _assert_all_correct(cluster, ids)
 
 
 def test_crash_worker_sigkill_while_timers_fire(cluster: Cluster) -> None:
@@ -159,4 +168,4 @@ def test_crash_worker_sigkill_while_timers_fire(cluster: Cluster) -> None:
     time.sleep(2.0)  # the rest fall due with no worker connected
     cluster.worker = spawn_worker(cluster.port)
 
-    _assert_all_correct(cluster.client, ids)
+    _assert_all_correct(cluster, ids)
