@@ -39,6 +39,13 @@ browser:
 test: install-dev browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+	@# Stock reservation and the ledger rely on the database's locking: run those tests on
+	@# PostgreSQL too when one listens here (CI's machine has one; the default stays SQLite).
+	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
+	  echo "PostgreSQL on 127.0.0.1:5432: services and workflow tests again on it"; \
+	  DATABASE_URL=$${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/orders} \
+	    $(BIN)/pytest orders/tests/test_services.py orders/tests/test_workflow.py; \
+	else echo "no PostgreSQL on 127.0.0.1:5432: the PostgreSQL pass is skipped"; fi
 
 lint: install-dev
 	$(BIN)/ruff check .
