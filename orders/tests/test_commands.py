@@ -233,3 +233,11 @@ def test_worker_processes_exit_when_the_parent_is_killed(fresh_site):
             worker.wait()
         assert worker.stdout is not None
         worker.stdout.close()
+
+
+def test_runworker_refuses_an_unmigrated_database_with_the_fix(tmp_path):
+    result = _manage(tmp_path, "runworker", "--processes=0", "--port=0", "--once")
+
+    assert result.returncode != 0
+    assert "run `python manage.py migrate`" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from orders.worker import Worker, run_child
+from sidecar import SidecarStartError
 
 
 class Command(BaseCommand):
@@ -68,6 +71,7 @@ class Command(BaseCommand):
             return
         if options["processes"] < 0:
             raise CommandError("--processes must be 0 or more")
+        _require_migrated_database()
         worker = Worker(
             processes=options["processes"],
             grpc_port=options["port"],
@@ -78,7 +82,16 @@ class Command(BaseCommand):
         )
         try:
             worker.run()
-        except Exception as error:  # the sidecar's start error is one line for the operator
-            if type(error).__name__ == "SidecarStartError":
-                raise CommandError(str(error)) from error
-            raise
+        except SidecarStartError as error:  # one line for the operator, not a traceback
+            raise CommandError(str(error)) from error
+
+
+def _require_migrated_database() -> None:
+    """The worker reads and writes orders from its first second: refuse to start on a
+    database that lacks tables, with the command that fixes it."""
+    executor = MigrationExecutor(connection)
+    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        raise CommandError(
+            "the database has unapplied migrations: run `python manage.py migrate` "
+            "(or `make setup`) first"
+        )
