@@ -70,7 +70,7 @@ class Dispatcher:
         self._ready: deque[str] = deque()
         self._activities: deque[tuple[str, str, int]] = deque()
         self._flights: dict[str, ActivityFlight] = {}
-        self._flight_tokens: dict[tuple[str, int], str] = {}
+        self._flight_tokens: dict[tuple[str, str, int], str] = {}
         self._boot = uuid.uuid4().hex[:12]
         self._tokens = itertools.count(1)
         self._pump_scheduled = False
@@ -99,7 +99,9 @@ class Dispatcher:
         for token in stream.activities:
             flight = self._flights.pop(token, None)
             if flight is not None:
-                self._flight_tokens.pop((flight.instance_id, flight.task_id), None)
+                self._flight_tokens.pop(
+                    (flight.instance_id, flight.execution_id, flight.task_id), None
+                )
                 self._activities.appendleft(
                     (flight.instance_id, flight.execution_id, flight.task_id)
                 )
@@ -192,7 +194,7 @@ class Dispatcher:
                 or inst.done
                 or inst.execution_id != execution_id
                 or task_id not in inst.activities
-                or (iid, task_id) in self._flight_tokens
+                or (iid, execution_id, task_id) in self._flight_tokens
             ):
                 self._activities.popleft()
                 continue
@@ -235,7 +237,7 @@ class Dispatcher:
     def _send_activity(self, inst: Instance, task_id: int, stream: WorkStream) -> None:
         token = self._token()
         self._flights[token] = ActivityFlight(inst.instance_id, inst.execution_id, task_id, stream)
-        self._flight_tokens[(inst.instance_id, task_id)] = token
+        self._flight_tokens[(inst.instance_id, inst.execution_id, task_id)] = token
         stream.activities.add(token)
         stream.queue.put_nowait(
             pb.WorkItem(activityRequest=inst.activities[task_id], completionToken=token)
@@ -246,9 +248,11 @@ class Dispatcher:
     def land_activity(self, response: pb.ActivityResponse) -> ActivityFlight | None:
         """The flight an activity response answers, now finished; None if stale or unknown."""
         self.check_token(response.completionToken)
-        token = response.completionToken or self._flight_tokens.get(
-            (response.instanceId, response.taskId), ""
-        )
+        token = response.completionToken
+        if not token:  # older workers send none: the flight of the current generation
+            inst = self.instances.get(response.instanceId)
+            key = (response.instanceId, inst.execution_id if inst else "", response.taskId)
+            token = self._flight_tokens.get(key, "")
         flight = self._flights.get(token)
         if flight is None:
             return None
@@ -258,7 +262,7 @@ class Dispatcher:
                 f"'{flight.instance_id}', not {response.taskId} of '{response.instanceId}'"
             )
         del self._flights[token]
-        self._flight_tokens.pop((flight.instance_id, flight.task_id), None)
+        self._flight_tokens.pop((flight.instance_id, flight.execution_id, flight.task_id), None)
         flight.stream.activities.discard(token)
         self.schedule_pump()
         return flight
@@ -268,8 +272,12 @@ class Dispatcher:
         inst.turn = None
         stream = turn.stream
         stream.turns.discard(inst.instance_id)
+        self.forget(inst.instance_id)  # only the stream that ran this turn caches it now
         if keep_warm and stream.stateful:
             stream.warm[inst.instance_id] = turn.past_count
-        else:
-            stream.warm.pop(inst.instance_id, None)
         self.schedule_pump()
+
+    def forget(self, instance_id: str) -> None:
+        """No worker holds this instance's history any more (it ended or started anew)."""
+        for stream in self.streams:
+            stream.warm.pop(instance_id, None)

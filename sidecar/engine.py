@@ -280,6 +280,8 @@ class Engine:
     async def suspend(self, instance_id: str, reason: str | None = None, wait: bool = True) -> None:
         check_instance_id(instance_id)
         inst = self._active_or_raise(instance_id)
+        if inst is not None and inst.status == STALLED:
+            raise Stalled(f"workflow '{instance_id}' is stalled")
         if inst is None or self._will_be_suspended(inst):
             # Already suspended (or about to be): a second executionSuspended would send the
             # SDK's worker into an endless loop, and there is nothing more to do anyway.
@@ -628,7 +630,9 @@ class Engine:
         if outcome.stall is not None:
             await self._commit_stall(inst, outcome.stall)
         elif outcome.continued_as_new is not None:
-            await self._commit_continue_as_new(inst, outcome.continued_as_new, consumed, now)
+            await self._commit_continue_as_new(
+                inst, outcome.continued_as_new, consumed, now, outcome.status == SUSPENDED
+            )
         else:
             await self._commit_outcome(inst, outcome, consumed)
 
@@ -651,9 +655,21 @@ class Engine:
             ]
         )
         self._notify(inst.instance_id)
+        # A termination that arrived during the stalled turn must not wait for a restart.
+        for _, pending in inst.inbox:
+            if pending.WhichOneof("eventType") == "executionTerminated":
+                reason = pending.executionTerminated
+                output = reason.input.value if reason.HasField("input") else None
+                await self._terminate(inst, output, reason.recurse)
+                break
 
     async def _commit_continue_as_new(
-        self, inst: Instance, done: pb.CompleteWorkflowAction, consumed: list[int], now: int
+        self,
+        inst: Instance,
+        done: pb.CompleteWorkflowAction,
+        consumed: list[int],
+        now: int,
+        suspended: bool,
     ) -> None:
         view = orch.InstanceView(
             inst.instance_id,
@@ -675,14 +691,15 @@ class Engine:
         inst.action_ids = set()
         inst.inbox = []
         inst.activities.clear()
-        inst.timers.clear()
+        self._forget_timers(inst)
         inst.status = RUNNING
         inst.suspended = False
         inst.created_ns = inst.updated_ns = now
         started = first[0].executionStarted
         inst.input = started.input.value if started.HasField("input") else None
         inst.custom_status = None
-        for event in [*first, *(e for _, e in remaining)]:
+        self._dispatch.forget(iid)
+        for event in orch.next_generation_inbox(first, suspended, [e for _, e in remaining]):
             statements.append(self._new_inbox_row(inst, event))
         statements.append((UPSERT_INSTANCE, [inst.row()]))
         commit = self._write(statements)
@@ -770,6 +787,7 @@ class Engine:
         await commit
         iid = inst.instance_id
         if inst.done:
+            self._dispatch.forget(iid)
             if self._instances.get(iid) is inst:
                 del self._instances[iid]
             if outcome.terminate_recursively:
@@ -785,7 +803,7 @@ class Engine:
         ]
         inst.inbox.clear()
         inst.activities.clear()
-        inst.timers.clear()
+        self._forget_timers(inst)
         parent = inst.parent
         if parent is not None:
             owner = self._instances.get(parent.workflowInstance.instanceId)
@@ -812,6 +830,7 @@ class Engine:
             if (
                 p is not None
                 and p.workflowInstance.instanceId == parent.instance_id
+                and p.workflowInstance.executionId.value == parent.execution_id
                 and p.taskScheduledId == child.task_id
             ):
                 return []  # the same child created again by a re-dispatched turn
@@ -845,6 +864,22 @@ class Engine:
         return statements
 
     # -- timers ----------------------------------------------------------------------------------
+
+    def _forget_timers(self, inst: Instance) -> None:
+        """Drop an instance's pending timers; their heap entries go stale and are compacted away
+        in bulk (a sentinel timer of an indefinite wait would otherwise stay until 9999)."""
+        stale = len(inst.timers) + (inst.scheduled_start_ns is not None)
+        inst.timers.clear()
+        self._timers.note_stale(stale, self._timer_is_live)
+
+    def _timer_is_live(self, entry: Entry) -> bool:
+        _, _, iid, execution_id, timer_id = entry
+        inst = self._instances.get(iid)
+        if inst is None or inst.done or inst.execution_id != execution_id:
+            return False
+        if timer_id == SCHEDULED_START:
+            return inst.scheduled_start_ns is not None
+        return timer_id in inst.timers
 
     def _timers_due(self, entries: list[Entry]) -> None:
         """Deliver ``timerFired`` for every due timer still wanted; release due scheduled starts."""

@@ -132,6 +132,8 @@ def apply_turn(
         if kind == "completeWorkflow":
             done = action.completeWorkflow
             if done.workflowStatus == pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW:
+                if terminated is not None:
+                    break  # a termination in the same turn wins (forced below)
                 outcome.continued_as_new = done
                 return outcome  # every remaining action is ignored (§2.5)
             if done.workflowStatus not in TERMINAL_ACTION_STATUSES:
@@ -257,8 +259,6 @@ def create_child(
         raise InvalidArgument(
             f"createChildWorkflow action {action.id} needs an instance id and a name"
         )
-    if child.instanceId == view.instance_id:
-        raise InvalidArgument(f"workflow {view.instance_id!r} cannot be its own child")
     version = child.version if child.HasField("version") else None
     child_input = child.input if child.HasField("input") else None
     event = new_event(
@@ -290,6 +290,19 @@ def create_child(
     return event
 
 
+# Results addressed to the previous generation: action ids restart at 1 in every generation, so
+# carrying them over would hand an old result to a new task (protocol sheet §4.18).
+OLD_GENERATION_RESULTS = frozenset(
+    {
+        "taskCompleted",
+        "taskFailed",
+        "timerFired",
+        "childWorkflowInstanceCompleted",
+        "childWorkflowInstanceFailed",
+    }
+)
+
+
 def continue_as_new_events(
     view: InstanceView,
     parent: pb.ParentInstanceInfo | None,
@@ -310,6 +323,20 @@ def continue_as_new_events(
     if parent is not None:
         started.parentInstance.CopyFrom(parent)
     return execution_id, [new_event(now_ns, executionStarted=started), *done.carryoverEvents]
+
+
+def next_generation_inbox(
+    first: list[pb.HistoryEvent], suspended: bool, unread: list[pb.HistoryEvent]
+) -> list[pb.HistoryEvent]:
+    """The new generation's inbox: its start and carried events, a suspension the old one was
+    under, then what arrived meanwhile except results meant for the old generation."""
+    inbox = list(first[:1])
+    if suspended:
+        now_ns = first[0].timestamp.ToNanoseconds()
+        inbox.append(new_event(now_ns, executionSuspended=pb.ExecutionSuspendedEvent()))
+    inbox.extend(first[1:])
+    inbox.extend(e for e in unread if e.WhichOneof("eventType") not in OLD_GENERATION_RESULTS)
+    return inbox
 
 
 def child_result_event(

@@ -33,6 +33,7 @@ class TimerQueue:
         self._handle: asyncio.TimerHandle | None = None
         self._armed_for: int | None = None
         self._stopped = False
+        self._stale = 0
 
     def push(self, fire_ns: int, instance_id: str, execution_id: str, timer_id: int) -> None:
         heapq.heappush(self._heap, (fire_ns, next(self._seq), instance_id, execution_id, timer_id))
@@ -49,6 +50,14 @@ class TimerQueue:
         delay = min(max(0.0, (due - now_ns()) / 1e9), MAX_SLEEP_SECONDS)
         self._armed_for = due
         self._handle = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def note_stale(self, count: int, is_live: Callable[[Entry], bool]) -> None:
+        """``count`` entries no longer matter; rebuild the heap once most of it is stale."""
+        self._stale += count
+        if self._stale > 1000 and 2 * self._stale > len(self._heap):
+            self._heap = [e for e in self._heap if is_live(e)]
+            heapq.heapify(self._heap)
+            self._stale = 0
 
     def stop(self) -> None:
         self._stopped = True
