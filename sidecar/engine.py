@@ -740,6 +740,8 @@ class Engine:
             inst.failure = outcome.failure
             inst.done = True
             statements.extend(self._finish(inst, now))
+            if outcome.terminate_recursively:
+                statements.extend(self._cascade_termination(inst, outcome.output, now))
         else:
             for request in outcome.activities:
                 inst.activities[request.taskId] = request
@@ -817,10 +819,27 @@ class Engine:
                 self._dispatch.make_ready(owner)
         return statements
 
+    def _active_children(self, inst: Instance) -> list[Instance]:
+        children = (self._instances.get(cid) for cid in orch.children_of(inst.history))
+        return [c for c in children if c is not None and not c.done]
+
+    def _cascade_termination(self, inst: Instance, output: str | None, now: int) -> list[Statement]:
+        """A recursive termination reaches the children in the parent's own transaction: a
+        crash right after it still finds an executionTerminated in each child's inbox."""
+        statements = []
+        for child in self._active_children(inst):
+            terminated = pb.ExecutionTerminatedEvent(input=string_value(output), recurse=True)
+            statements.append(
+                self._new_inbox_row(child, orch.new_event(now, executionTerminated=terminated))
+            )
+            self._dispatch.make_ready(child)
+        return statements
+
     async def _terminate_children(self, inst: Instance, output: str | None) -> None:
-        for child_id in orch.children_of(inst.history):
-            child = self._instances.get(child_id)
-            if child is not None and not child.done:
+        """Children idle in the sidecar are terminated here at once; the others get the
+        executionTerminated already in their inbox with their next turn."""
+        for child in self._active_children(inst):
+            if child.turn is None:
                 await self._terminate(child, output, recursive=True)
 
     def _start_child(self, parent: Instance, child: orch.ChildStart, now: int) -> list[Statement]:
