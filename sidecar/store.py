@@ -20,6 +20,7 @@ refused with ``StoreError`` rather than misread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -169,18 +170,6 @@ class Store:
         self._queue.put((op, fut))
         return fut
 
-    def write_now(self, op: WriteOp) -> Any:
-        """Run ``op`` in its own transaction on the calling thread (start-up and tests only)."""
-        with self._memory_lock if self.in_memory else _nullcontext():
-            self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                result = op(self._writer)
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            self._writer.execute("COMMIT")
-            return result
-
     def reclaim(self, max_pages: int = 2000) -> None:
         """Give up to ``max_pages`` free pages back to the file system, in the background.
 
@@ -220,7 +209,7 @@ class Store:
     def _run_batch(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
         conn = self._writer
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
-        with self._memory_lock if self.in_memory else _nullcontext():
+        with self._memory_lock if self.in_memory else contextlib.nullcontext():
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for op, fut in batch:
@@ -259,11 +248,3 @@ def _settle(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             fut.set_result(value)
         else:
             fut.set_exception(value)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
