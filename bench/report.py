@@ -73,11 +73,14 @@ class Target:
     limit: float
     higher_is_better: bool
     detail: str = ""
+    informational: bool = False  # shown for comparison, not one of the issue's targets
 
     @property
     def verdict(self) -> str:
         if self.measured is None:
             return "N/A"
+        if self.informational:
+            return "info"
         ok = self.measured >= self.limit if self.higher_is_better else self.measured <= self.limit
         return "PASS" if ok else "MISS"
 
@@ -126,28 +129,35 @@ def main_targets(results: list[dict[str, Any]]) -> list[Target]:
                 f"durable {fmt(d)} / in-memory {fmt(m)} wf/s",
             )
         )
-    dbos1 = tput("dbos", 1)
-    for w, limit in ((1, 1.3), (2, 1.8)):
-        d = tput("sidecar-durable", w)
+    # The targets compare with DBOS as it sets SQLite up (the figures the targets were set
+    # from); the same ratios against DBOS on WAL are printed for comparison.
+    for dbos, informational in (("dbos", False), ("dbos-wal", True)):
+        base = tput(dbos, 1)
+        name = "DBOS" if dbos == "dbos" else "DBOS on WAL"
+        for w, limit in ((1, 1.3), (2, 1.8)):
+            d = tput("sidecar-durable", w)
+            targets.append(
+                Target(
+                    f"{w} worker process{'es' if w > 1 else ''}: durable >= {limit}x "
+                    f"{name} throughput",
+                    ratio(d, base),
+                    limit,
+                    True,
+                    f"durable {fmt(d)} / {name} (1 process) {fmt(base)} wf/s",
+                    informational,
+                )
+            )
+        d, b = p50("sidecar-durable", 1), p50(dbos, 1)
         targets.append(
             Target(
-                f"{w} worker process{'es' if w > 1 else ''}: durable >= {limit}x DBOS throughput",
-                ratio(d, dbos1),
-                limit,
-                True,
-                f"durable {fmt(d)} / DBOS (1 process) {fmt(dbos1)} wf/s",
+                f"sequential p50 <= 1.25x {name}'s",
+                ratio(d, b),
+                1.25,
+                False,
+                f"durable {fmt(d)} ms / {name} {fmt(b)} ms",
+                informational,
             )
         )
-    d, b = p50("sidecar-durable", 1), p50("dbos", 1)
-    targets.append(
-        Target(
-            "sequential p50 <= 1.25x DBOS's",
-            ratio(d, b),
-            1.25,
-            False,
-            f"durable {fmt(d)} ms / DBOS {fmt(b)} ms",
-        )
-    )
     return targets
 
 

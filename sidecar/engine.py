@@ -42,7 +42,8 @@ from .instance import (
     INSERT_HISTORY,
     INSERT_INBOX,
     INSERT_TIMER,
-    PURGE_TABLES,
+    DELETE_INSTANCE,
+    UPDATE_AFTER_TURN,
     UPSERT_INSTANCE,
     Instance,
     Statement,
@@ -190,11 +191,11 @@ class Engine:
                 if not waiters:
                     del self._waiters[instance_id]
 
-    def _notify(self, instance_id: str) -> None:
+    def _notify(self, instance_id: str, info: InstanceInfo | None = None) -> None:
         waiters = self._waiters.get(instance_id)
         if not waiters:
             return
-        info = self.get_instance(instance_id)
+        info = info or self.get_instance(instance_id)
         if info is None:
             return
         for predicate, fut in waiters:
@@ -420,8 +421,7 @@ class Engine:
 
     @staticmethod
     def _purge_statements(instance_ids: list[str]) -> list[Statement]:
-        params = [(iid,) for iid in instance_ids]
-        return [(f"DELETE FROM {t} WHERE instance_id = ?", params) for t in PURGE_TABLES]
+        return [(DELETE_INSTANCE, [(iid,) for iid in instance_ids])]
 
     async def rerun_from_event(
         self,
@@ -651,7 +651,7 @@ class Engine:
         await self._write(
             [
                 (INSERT_HISTORY, [(inst.instance_id, seq, event.SerializeToString())]),
-                (UPSERT_INSTANCE, [inst.row()]),
+                (UPDATE_AFTER_TURN, [inst.turn_row()]),
             ]
         )
         self._notify(inst.instance_id)
@@ -773,7 +773,7 @@ class Engine:
                 self._timers.arm()
             for child in outcome.children:
                 statements.extend(self._start_child(inst, child, now))
-        statements.append((UPSERT_INSTANCE, [inst.row()]))
+        statements.append((UPDATE_AFTER_TURN, [inst.turn_row()]))
         commit = self._write(statements)
         if inst.done:
             inst.final_commit = commit
@@ -788,13 +788,16 @@ class Engine:
     ) -> None:
         await commit
         iid = inst.instance_id
+        current = self._instances.get(iid) is inst  # not replaced by a new start of the ID
         if inst.done:
             self._dispatch.forget(iid)
-            if self._instances.get(iid) is inst:
+            if current:
                 del self._instances[iid]
             if outcome.terminate_recursively:
                 await self._terminate_children(inst, outcome.output)
-        self._notify(iid)
+        # The committed state straight from memory: once evicted, reading it back would be a
+        # database read on the event loop for every finished workflow.
+        self._notify(iid, inst.info() if current else None)
 
     def _finish(self, inst: Instance, now: int) -> list[Statement]:
         """A terminal turn: tell the parent, drop pending work, keep the record on disk."""

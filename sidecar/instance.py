@@ -110,12 +110,32 @@ class Instance:
             self.version,
         )
 
+    def turn_row(self) -> tuple[Any, ...]:
+        """The columns a turn can change, for ``UPDATE_AFTER_TURN``."""
+        return (
+            self.status,
+            self.updated_ns / 1e9,
+            self.output,
+            self.custom_status,
+            self.failure.SerializeToString() if self.failure is not None else None,
+            self.stalled.SerializeToString() if self.stalled is not None else None,
+            int(self.suspended),
+            self.version,
+            self.instance_id,
+        )
+
 
 UPSERT_INSTANCE = (
     "INSERT OR REPLACE INTO instances (instance_id, name, execution_id, status, created_at,"
     " updated_at, input, output, custom_status, failure, parent, scheduled_start, stalled,"
     " suspended, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+# After a turn only these change; rewriting the whole row (input included) would cost more.
+UPDATE_AFTER_TURN = (
+    "UPDATE instances SET status = ?, updated_at = ?, output = ?, custom_status = ?, failure = ?,"
+    " stalled = ?, suspended = ?, version = ? WHERE instance_id = ?"
+)
+DELETE_INSTANCE = "DELETE FROM instances WHERE instance_id = ?"  # the trigger deletes the rest
 INSERT_HISTORY = "INSERT INTO history (instance_id, seq, event) VALUES (?,?,?)"
 INSERT_INBOX = "INSERT INTO inbox (id, instance_id, event) VALUES (?,?,?)"
 DELETE_INBOX_ROW = "DELETE FROM inbox WHERE id = ?"
@@ -129,7 +149,6 @@ INSERT_TIMER = (
     " VALUES (?,?,?,?,?)"
 )
 DELETE_TIMER = "DELETE FROM timers WHERE instance_id = ? AND timer_id = ?"
-PURGE_TABLES = ("history", "inbox", "activities", "timers", "instances")
 
 
 SELECT_ACTIVE = (

@@ -5,8 +5,9 @@ Contract (kept deliberately small):
 * ``Store.write(op)`` runs ``op(conn)`` inside a ``BEGIN IMMEDIATE`` transaction on the single
   writer connection and resolves the returned asyncio future with ``op``'s return value only
   after ``COMMIT`` returned, i.e. after the data is on disk (WAL, ``synchronous=FULL``).
-  Several ops queued at once share one transaction and one fsync (group commit); each runs in
-  its own SAVEPOINT, so an op that raises is rolled back alone and its future gets the error.
+  Several ops queued at once share one transaction and one fsync (group commit); an op that
+  raises is rolled back alone and its future gets the error (the batch is then re-run with a
+  SAVEPOINT around each op, so ops must be plain functions of their arguments).
   ``op`` must be quick and must not block on anything but SQLite.
 * ``Store.read(fn)`` runs ``fn(conn)`` on the calling thread's read connection. It sees only
   committed data. Use it for data the engine does not keep in memory (terminal instances).
@@ -82,6 +83,15 @@ CREATE TABLE IF NOT EXISTS timers (
     event        BLOB NOT NULL,
     PRIMARY KEY (instance_id, timer_id)
 ) WITHOUT ROWID;
+-- Deleting an instance's row deletes everything else it owns: purge and ID reuse are one
+-- statement, and a start on a fresh ID (no row) costs nothing. INSERT OR REPLACE does not fire
+-- it (recursive_triggers is off), so rewriting the row keeps the rest.
+CREATE TRIGGER IF NOT EXISTS instance_deleted AFTER DELETE ON instances BEGIN
+    DELETE FROM history WHERE instance_id = old.instance_id;
+    DELETE FROM inbox WHERE instance_id = old.instance_id;
+    DELETE FROM activities WHERE instance_id = old.instance_id;
+    DELETE FROM timers WHERE instance_id = old.instance_id;
+END;
 CREATE TABLE IF NOT EXISTS state (
     store TEXT NOT NULL,
     key   TEXT NOT NULL,
@@ -208,21 +218,9 @@ class Store:
 
     def _run_batch(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
         conn = self._writer
-        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         with self._memory_lock if self.in_memory else contextlib.nullcontext():
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                for op, fut in batch:
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        value = op(conn)
-                    except Exception as exc:  # an op's own error fails that op only
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                        results.append((fut, False, exc))
-                        continue
-                    conn.execute("RELEASE op")
-                    results.append((fut, True, value))
+                results = self._apply(conn, batch)
                 conn.execute("COMMIT")
                 self.commits += 1
             except sqlite3.Error as exc:
@@ -231,6 +229,35 @@ class Store:
         if results:
             # One wake-up of the event loop for the whole batch, not one per future.
             results[0][0].get_loop().call_soon_threadsafe(_settle, results)
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> list:
+        """Run the batch's ops in one open transaction; returns (future, ok, value) triples.
+
+        Fast path: the ops run back to back. Ops almost never fail (a state-store ETag
+        mismatch is the usual case), so only when one does is the transaction rolled back and
+        the batch run again with a SAVEPOINT around each op, which fails that op alone. Two
+        statements fewer per op is a sixth of the sidecar's SQL on an order workflow.
+        """
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            return [(fut, True, op(conn)) for op, fut in batch]
+        except Exception:
+            conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        for op, fut in batch:
+            conn.execute("SAVEPOINT op")
+            try:
+                value = op(conn)
+            except Exception as exc:  # an op's own error fails that op only
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                results.append((fut, False, exc))
+                continue
+            conn.execute("RELEASE op")
+            results.append((fut, True, value))
+        return results
 
 
 def _vacuum(max_pages: int) -> WriteOp:
