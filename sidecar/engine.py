@@ -37,12 +37,12 @@ from .errors import (
 from .instance import (
     DELETE_ACTIVITY,
     DELETE_INBOX_ROW,
+    DELETE_INSTANCE,
     DELETE_TIMER,
     INSERT_ACTIVITY,
     INSERT_HISTORY,
     INSERT_INBOX,
     INSERT_TIMER,
-    DELETE_INSTANCE,
     UPDATE_AFTER_TURN,
     UPSERT_INSTANCE,
     Instance,
