@@ -22,10 +22,11 @@ import psutil
 from bench import dapr_runs, report
 from bench.util import REPO, BenchError, CpuMark, machine, percentile
 
-CONFIGS = ("sidecar-durable", "sidecar-memory", "dbos", "dbos-wal")
+CONFIGS = ("sidecar-durable", "sidecar-memory", "sdk-floor", "dbos", "dbos-wal")
 LABELS = {
     "sidecar-durable": "sidecar, SQLite file (durable)",
     "sidecar-memory": "sidecar, --db :memory: (reference)",
+    "sdk-floor": "SDK floor: a backend doing nothing",
     "dbos": "DBOS 3.x, SQLite as DBOS sets it up",
     "dbos-wal": "DBOS 3.x, SQLite switched to WAL",
 }
@@ -164,7 +165,8 @@ def run_sidecar(
     config: str, workers: int, args: argparse.Namespace, workdir: Path, log: Any
 ) -> dict[str, Any]:
     db = ":memory:" if config == "sidecar-memory" else str(workdir / f"{config}-{workers}.db")
-    with dapr_runs.SidecarSystem(db=db, workers=workers, log=log).start() as system:
+    floor = config == "sdk-floor"
+    with dapr_runs.SidecarSystem(db=db, workers=workers, log=log, floor=floor).start() as system:
         port = system.port
         warm = dapr_runs.run(
             lambda c: dapr_runs.closed_loop(

@@ -35,11 +35,16 @@ WAIT_TIMEOUT_S = 300
 
 @dataclass
 class SidecarSystem:
-    """A sidecar process and its worker processes; start() returns once all are serving."""
+    """A sidecar process and its worker processes; start() returns once all are serving.
+
+    ``floor=True`` runs ``bench.sdk_floor`` (a backend that does almost nothing) in the
+    sidecar's place, to measure the SDK on its own.
+    """
 
     db: str
     workers: int
     log: IO[Any]
+    floor: bool = False
     port: int = 0
     started_in_s: float = 0.0
     sidecar: Any = None
@@ -48,20 +53,12 @@ class SidecarSystem:
     def start(self) -> SidecarSystem:
         self.port = free_port()
         began = time.perf_counter()
-        self.sidecar = spawn(
-            [
-                PYTHON,
-                "-m",
-                "sidecar",
-                "--grpc-port",
-                str(self.port),
-                "--db",
-                self.db,
-                "--log-level",
-                "warning",
-            ],
-            self.log,
-        )
+        if self.floor:
+            command = [PYTHON, "-m", "bench.sdk_floor", "--port", str(self.port)]
+        else:
+            command = [PYTHON, "-m", "sidecar", "--grpc-port", str(self.port), "--db", self.db]
+            command += ["--log-level", "warning"]
+        self.sidecar = spawn(command, self.log)
         wait_port(self.port, self.sidecar, timeout=600)
         self.started_in_s = time.perf_counter() - began
         for _ in range(self.workers):

@@ -158,6 +158,30 @@ def main_targets(results: list[dict[str, Any]]) -> list[Target]:
                 informational,
             )
         )
+    # How close to the SDK's own ceiling: the same figures against a backend doing nothing.
+    for w in (1, 2):
+        d, f = tput("sidecar-durable", w), tput("sdk-floor", w)
+        targets.append(
+            Target(
+                f"durable throughput vs the SDK floor ({w} worker{'s' if w > 1 else ''})",
+                ratio(d, f),
+                1.0,
+                True,
+                f"durable {fmt(d)} / floor {fmt(f)} wf/s",
+                informational=True,
+            )
+        )
+    d, f = p50("sidecar-durable", 1), p50("sdk-floor", 1)
+    targets.append(
+        Target(
+            "sequential p50 vs the SDK floor",
+            ratio(d, f),
+            1.0,
+            False,
+            f"durable {fmt(d)} ms / floor {fmt(f)} ms",
+            informational=True,
+        )
+    )
     return targets
 
 
