@@ -2,7 +2,8 @@
 
 It speaks just enough of Dapr's workflow protocol for the benchmark's order workflow (start,
 wait for completion, the work-item stream, activity and turn completions), keeps instances in
-a dict, never writes anything, checks nothing and forgets nothing. It is not a sidecar: it
+a dict, never writes anything, checks nothing and forgets nothing; like the sidecar, it sends
+a worker that caches histories only the events it has not seen. It is not a sidecar: it
 exists so the benchmark can show what ``dapr.ext.workflow``'s worker and client cost on their
 own, over the same gRPC transport, on the same machine, in the same run. The embedded
 sidecar's figures are read against it ("close to the SDK's ceiling").
@@ -31,28 +32,36 @@ def _event(event_id: int = -1, **kind: Any) -> pb.HistoryEvent:
 
 
 class _Instance:
-    def __init__(self, instance_id: str, name: str) -> None:
+    def __init__(self, instance_id: str, name: str, queue: asyncio.Queue[pb.WorkItem]) -> None:
         self.instance_id = instance_id
         self.name = name
+        self.queue = queue  # the stream of the worker that runs everything of this instance
         self.history: list[pb.HistoryEvent] = []
+        self.cached = 0  # how many history events that worker has cached (stateful history)
         self.dispatched: list[pb.HistoryEvent] = []
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
 class FloorServicer(stubs.TaskHubSidecarServiceServicer):
-    """Every worker stream takes from one queue; a turn carries the whole history."""
+    """Each instance is pinned to one worker stream (round robin), so a turn carries only the
+    events that worker has not cached, as the sidecar does for a stateful-history worker."""
 
     def __init__(self) -> None:
-        self.work: asyncio.Queue[pb.WorkItem] = asyncio.Queue()
+        self.streams: list[asyncio.Queue[pb.WorkItem]] = []
+        self.next_stream = itertools.count()
         self.instances: dict[str, _Instance] = {}
         self.tokens = itertools.count(1)
 
     def _send_turn(self, inst: _Instance, new_events: list[pb.HistoryEvent]) -> None:
-        request = pb.WorkflowRequest(instanceId=inst.instance_id, pastEvents=inst.history)
+        request = pb.WorkflowRequest(instanceId=inst.instance_id)
+        if inst.cached:
+            request.cachedHistory.eventCount = inst.cached
+        request.pastEvents.extend(inst.history[inst.cached :])
         request.newEvents.append(_event(workflowStarted=pb.WorkflowStartedEvent()))
         request.newEvents.extend(new_events)
+        inst.cached = len(inst.history)  # the worker caches the past events it replays
         inst.dispatched = list(request.newEvents)
-        self.work.put_nowait(
+        inst.queue.put_nowait(
             pb.WorkItem(workflowRequest=request, completionToken=str(next(self.tokens)))
         )
 
@@ -60,7 +69,10 @@ class FloorServicer(stubs.TaskHubSidecarServiceServicer):
         return empty_pb2.Empty()
 
     async def StartInstance(self, request: Any, context: Any) -> pb.CreateInstanceResponse:
-        inst = _Instance(request.instanceId, request.name)
+        if not self.streams:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "no worker connected")
+        queue = self.streams[next(self.next_stream) % len(self.streams)]
+        inst = _Instance(request.instanceId, request.name, queue)
         self.instances[inst.instance_id] = inst
         started = pb.ExecutionStartedEvent(
             name=request.name,
@@ -81,8 +93,15 @@ class FloorServicer(stubs.TaskHubSidecarServiceServicer):
         return pb.GetInstanceResponse(exists=True, workflowState=state)
 
     async def GetWorkItems(self, request: Any, context: Any) -> None:
+        queue: asyncio.Queue[pb.WorkItem] = asyncio.Queue()
+        self.streams.append(queue)
         while True:
-            await context.write(await self.work.get())
+            await context.write(await queue.get())
+
+    async def GetInstanceHistory(self, request: Any, context: Any) -> Any:
+        """What a worker asks for when its cache misses (it never should here)."""
+        inst = self.instances[request.instanceId]
+        return pb.GetInstanceHistoryResponse(events=inst.history[: inst.cached])
 
     async def CompleteOrchestratorTask(self, request: Any, context: Any) -> Any:
         inst = self.instances[request.instanceId]
@@ -102,7 +121,7 @@ class FloorServicer(stubs.TaskHubSidecarServiceServicer):
                     input=task.input,
                     workflowInstance=pb.WorkflowInstance(instanceId=inst.instance_id),
                 )
-                self.work.put_nowait(
+                inst.queue.put_nowait(
                     pb.WorkItem(activityRequest=activity, completionToken=str(next(self.tokens)))
                 )
             elif action.HasField("completeWorkflow") and not inst.done.done():
