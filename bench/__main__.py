@@ -115,6 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temporary databases and logs")
     p.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
     args = p.parse_args(argv)
+    if args.scale_only:
+        args.scale = True
     if not (args.main or args.scale or args.web):
         args.main = True
     args.only = [c.strip() for c in args.only.split(",")] if args.only else list(CONFIGS)
@@ -123,7 +125,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--only: unknown configuration {c!r} (choose from {', '.join(CONFIGS)})")
     if args.scale_only:
         args.scale_only = [x.strip() for x in args.scale_only.split(",")]
-        args.scale = True
     args.worker_counts = [int(w) for w in args.workers.split(",")]
     quick = args.quick
     args.workflows = args.workflows or (300 if quick else 3000)
