@@ -243,7 +243,8 @@ class Store:
         try:
             return [(fut, True, op(conn)) for op, fut in batch]
         except Exception:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # some errors (a full disk) have rolled it back already
+                conn.execute("ROLLBACK")
         conn.execute("BEGIN IMMEDIATE")
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         for op, fut in batch:

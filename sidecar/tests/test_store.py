@@ -1,0 +1,82 @@
+"""The store's group commit: ops of one batch share a transaction; a failing op fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sidecar.store import Store
+
+
+def insert(key: str):
+    def op(conn: sqlite3.Connection) -> str:
+        conn.execute(
+            "INSERT INTO state (store, key, value, etag) VALUES ('s', ?, x'00', 1)", (key,)
+        )
+        return key
+
+    return op
+
+
+def insert_then_fail(key: str):
+    def op(conn: sqlite3.Connection) -> None:
+        insert(key)(conn)
+        raise ValueError(f"{key} refused")
+
+    return op
+
+
+def keys(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [k for (k,) in conn.execute("SELECT key FROM state ORDER BY key")]
+
+
+def test_a_failing_op_is_rolled_back_alone_and_the_rest_of_its_batch_commits(
+    tmp_path: Path,
+) -> None:
+    store = Store(str(tmp_path / "s.db"))
+    try:
+        conn = store._writer
+        batch = [(insert("a"), None), (insert_then_fail("b"), None), (insert("c"), None)]
+        results = Store._apply(conn, batch)  # type: ignore[arg-type]
+        conn.execute("COMMIT")
+    finally:
+        store.close()
+    assert [(ok, str(value)) for _, ok, value in results] == [
+        (True, "a"),
+        (False, "b refused"),
+        (True, "c"),
+    ]
+    assert keys(tmp_path / "s.db") == ["a", "c"]
+
+
+def test_a_batch_without_failures_commits_every_op(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "s.db"))
+    store.start()
+
+    async def body() -> list[str]:
+        return await asyncio.gather(*(store.write(insert(k)) for k in "xyz"))
+
+    try:
+        assert asyncio.run(body()) == ["x", "y", "z"]
+    finally:
+        store.close()
+    assert keys(tmp_path / "s.db") == ["x", "y", "z"]
+
+
+def test_write_reports_the_ops_own_error(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "s.db"))
+    store.start()
+
+    async def body() -> None:
+        await store.write(insert_then_fail("k"))
+
+    try:
+        with pytest.raises(ValueError, match="k refused"):
+            asyncio.run(body())
+    finally:
+        store.close()
+    assert keys(tmp_path / "s.db") == []
