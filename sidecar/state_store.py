@@ -298,7 +298,7 @@ class StateStore:
             ) from None
 
 
-# -- write ops (run on the store's writer thread, inside the op's SAVEPOINT) ------------------
+# -- write ops (on the store's writer thread; an op that raises is rolled back alone) --------
 
 
 def _apply_set(conn: sqlite3.Connection, store: str, item: SetRequest) -> None:
