@@ -795,8 +795,10 @@ class Engine:
                 del self._instances[iid]
             if outcome.terminate_recursively:
                 await self._terminate_children(inst, outcome.output)
-        # The committed state straight from memory: once evicted, reading it back would be a
-        # database read on the event loop for every finished workflow.
+                # While that ran, the ID may have been started again or purged: read it anew.
+                current = False
+        # Otherwise the committed state straight from memory: once evicted, reading it back
+        # would be a database read on the event loop for every finished workflow.
         self._notify(iid, inst.info() if current else None)
 
     def _finish(self, inst: Instance, now: int) -> list[Statement]:

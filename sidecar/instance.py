@@ -121,6 +121,7 @@ class Instance:
             self.stalled.SerializeToString() if self.stalled is not None else None,
             int(self.suspended),
             self.version,
+            self.scheduled_start_ns / 1e9 if self.scheduled_start_ns is not None else None,
             self.instance_id,
         )
 
@@ -130,10 +131,11 @@ UPSERT_INSTANCE = (
     " updated_at, input, output, custom_status, failure, parent, scheduled_start, stalled,"
     " suspended, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-# After a turn only these change; rewriting the whole row (input included) would cost more.
+# After a turn only these change (scheduled_start: cleared once the start fired); rewriting the
+# whole row, input included, would cost more.
 UPDATE_AFTER_TURN = (
     "UPDATE instances SET status = ?, updated_at = ?, output = ?, custom_status = ?, failure = ?,"
-    " stalled = ?, suspended = ?, version = ? WHERE instance_id = ?"
+    " stalled = ?, suspended = ?, version = ?, scheduled_start = ? WHERE instance_id = ?"
 )
 DELETE_INSTANCE = "DELETE FROM instances WHERE instance_id = ?"  # the trigger deletes the rest
 INSERT_HISTORY = "INSERT INTO history (instance_id, seq, event) VALUES (?,?,?)"

@@ -113,6 +113,9 @@ def _connect(path: str) -> sqlite3.Connection:
     # Lets a purge give pages back to the file system (``Store.reclaim``). It takes effect
     # only on a new database, so it must come before WAL mode writes the file header.
     conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    # The instance_deleted trigger relies on this: with it on, INSERT OR REPLACE (continue-as-
+    # new rewrites the row) would fire it and wipe the new generation's inbox.
+    conn.execute("PRAGMA recursive_triggers = OFF")
     if path != ":memory:":
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")

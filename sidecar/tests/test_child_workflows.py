@@ -5,6 +5,7 @@ Fact sheet §5 scenarios 4, 11, 14, 20; §2.5 (createChildWorkflow, parent notif
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -15,7 +16,7 @@ import pytest
 from dapr.ext.workflow import RetryPolicy, TaskFailedError, WorkflowStatus, when_all
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
-from sidecar.tests.harness import WAIT, WorkflowApp, history_types, wait_until
+from sidecar.tests.harness import WAIT, WorkflowApp, history_types, in_thread, wait_until
 
 
 def test_child_workflow_result_returned_to_parent(app: WorkflowApp) -> None:
@@ -368,3 +369,53 @@ def test_terminate_recursive_reaches_grandchildren(app: WorkflowApp) -> None:
     for i in ["deep", "deep_L1", "deep_L1_L2"]:
         st = client.wait_for_workflow_completion(i, timeout_in_seconds=WAIT)
         assert st is not None and st.runtime_status == WorkflowStatus.TERMINATED
+
+
+def test_a_new_run_of_the_id_is_not_told_the_old_runs_end(app: WorkflowApp, sidecar) -> None:
+    """A recursive terminate finishes its children after the parent's end is on disk; the ID
+    may be started again meanwhile, and a waiter on the new run must not get the old outcome."""
+
+    @app.runtime.workflow(name="idle_child")
+    def idle_child(ctx, _):
+        yield ctx.wait_for_external_event("never")
+
+    @app.runtime.workflow(name="parent_of_idle")
+    def parent_of_idle(ctx, _):
+        yield ctx.call_child_workflow(idle_child)
+
+    @app.runtime.workflow(name="second_run")
+    def second_run(ctx, _):
+        return (yield ctx.wait_for_external_event("go"))
+
+    client = app.start()
+    client.schedule_new_workflow(parent_of_idle, instance_id="P")
+    assert client.wait_for_workflow_start("P:0001", timeout_in_seconds=WAIT) is not None
+    time.sleep(0.3)  # the parent's turn that started the child is answered: both are idle
+
+    engine = sidecar.engine
+    terminate_children = engine._terminate_children
+
+    async def slow_terminate_children(inst, output):  # widens the window the bug needs
+        await asyncio.sleep(3.0)
+        await terminate_children(inst, output)
+
+    engine._terminate_children = slow_terminate_children
+    terminating, _ = in_thread(
+        lambda: client.terminate_workflow("P", output="stop", recursive=True)
+    )
+    assert wait_until(
+        lambda: (
+            (s := client.get_workflow_state("P")) is not None
+            and s.runtime_status == WorkflowStatus.TERMINATED
+        )
+    )
+    client.schedule_new_workflow(second_run, instance_id="P")
+    waiter = app.new_client()
+    waiting, box = in_thread(lambda: waiter.wait_for_workflow_completion("P", timeout_in_seconds=5))
+    waiting.join(10)
+    terminating.join(10)
+
+    assert "result" not in box, f"told {box['result'].runtime_status} about the new run"
+    assert isinstance(box.get("error"), TimeoutError)
+    state = client.get_workflow_state("P")
+    assert state is not None and state.runtime_status == WorkflowStatus.RUNNING

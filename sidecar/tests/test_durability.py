@@ -8,6 +8,7 @@ down must fire promptly once a worker is back (issue: "well under a second late"
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,8 @@ import pytest
 from dapr.ext.workflow import WorkflowRuntime, WorkflowStatus
 
 from sidecar import Sidecar
+from sidecar.api import RUNNING
+from sidecar.instance import load_active
 from sidecar.tests.harness import WAIT, WorkflowApp, history_types, sidecar_start
 
 
@@ -184,6 +187,41 @@ def test_scheduled_start_survives_restart(node: Restartable) -> None:
     assert state is not None
     assert state.runtime_status == WorkflowStatus.COMPLETED
     assert state.serialized_output == '"ran"'
+
+
+def test_a_started_instance_forgets_its_scheduled_start_on_disk(node: Restartable) -> None:
+    """Once a scheduled start has fired, the stored row must not hold it any more: a restart
+    (perhaps on a clock that is behind) would otherwise hold a running instance back until it."""
+    app = node.app()
+
+    @app.runtime.workflow(name="planned_waiter")
+    def planned_waiter(ctx, _):
+        return (yield ctx.wait_for_external_event("go"))
+
+    client = app.start()
+    iid = client.schedule_new_workflow(
+        planned_waiter, start_at=datetime.now(UTC) + timedelta(seconds=1)
+    )
+    started = client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)
+    assert started is not None and started.runtime_status == WorkflowStatus.RUNNING
+
+    node.stop()
+    with sqlite3.connect(node.db_path) as conn:
+        recovered = load_active(conn).instances[iid]
+    assert recovered.status == RUNNING
+    assert recovered.scheduled_start_ns is None
+
+    node.start()
+    app2 = node.app()
+
+    @app2.runtime.workflow(name="planned_waiter")
+    def planned_waiter_again(ctx, _):
+        return (yield ctx.wait_for_external_event("go"))
+
+    client2 = app2.start()
+    client2.raise_workflow_event(iid, "go", data="went")
+    state = client2.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+    assert state is not None and state.serialized_output == '"went"'
 
 
 def test_events_raised_while_no_worker_are_kept_across_restart(node: Restartable) -> None:
