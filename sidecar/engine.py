@@ -844,7 +844,13 @@ class Engine:
         """Children idle in the sidecar are terminated here at once; the others get the
         executionTerminated already in their inbox with their next turn."""
         for child in self._active_children(inst):
-            if child.turn is None:
+            # Checked again for each: a child may end, or start a turn, during an earlier
+            # child's commit, and must not get a second terminal turn.
+            if (
+                child.turn is None
+                and not child.done
+                and self._instances.get(child.instance_id) is child
+            ):
                 await self._terminate(child, output, recursive=True)
 
     def _start_child(self, parent: Instance, child: orch.ChildStart, now: int) -> list[Statement]:
