@@ -788,6 +788,10 @@ class Engine:
     ) -> None:
         await commit
         iid = inst.instance_id
+        if inst.done and commit is not inst.final_commit:
+            # A later turn has already ended the instance in memory, but only this earlier
+            # turn is on disk: the final turn's own commit evicts it and tells the waiters.
+            return
         current = self._instances.get(iid) is inst  # not replaced by a new start of the ID
         if inst.done:
             self._dispatch.forget(iid)

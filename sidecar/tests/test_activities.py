@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from datetime import timedelta
 
 from dapr.ext.workflow import (
@@ -469,3 +470,35 @@ def test_retry_policy_timeout_caps_attempts(app: WorkflowApp) -> None:
     assert state is not None
     assert state.runtime_status == WorkflowStatus.FAILED
     assert len(runs) == 3
+
+
+def test_completion_is_reported_only_once_the_whole_history_is_stored(
+    app: WorkflowApp, sidecar
+) -> None:
+    """With slow commits, a fan-in's later turns are applied in memory while earlier ones are
+    still being written: the waiter must not be told "completed" before the last commit."""
+    store = sidecar.engine.store
+    run_batch = store._run_batch
+
+    def slow_run_batch(batch):
+        time.sleep(0.03)
+        run_batch(batch)
+
+    store._run_batch = slow_run_batch
+
+    @app.runtime.activity(name="cube")
+    def cube(ctx, value: int) -> int:
+        return value**3
+
+    @app.runtime.workflow(name="fan_in_slow_disk")
+    def fan_in_slow_disk(ctx, count: int):
+        return (yield when_all([ctx.call_activity(cube, input=i) for i in range(count)]))
+
+    client = app.start()
+    for _ in range(3):
+        iid = client.schedule_new_workflow(fan_in_slow_disk, input=20)
+        state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+        assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED
+        types = history_types(client, iid)
+        assert types.count("taskCompleted") == 20
+        assert types[-1] == "executionCompleted"
