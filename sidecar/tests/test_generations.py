@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from dapr.ext.workflow import WorkflowStatus, when_any
+from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus, when_any
 
 from sidecar.tests.harness import WAIT, WorkflowApp
 
@@ -71,7 +71,10 @@ def test_continue_as_new_old_timer_does_not_fire_new_timer_early(app: WorkflowAp
     assert json.loads(state.serialized_output) >= 2.0
 
 
-def test_terminate_during_continue_as_new_turn_terminates(app: WorkflowApp) -> None:
+def start_slow_ticker(app: WorkflowApp) -> tuple[DaprWorkflowClient, str]:
+    """A workflow that continues as new on every "tick", holding its first such turn for
+    HOLD_TURN seconds; returned once that turn is in flight."""
+
     @app.runtime.workflow(name="ticker")
     def ticker(ctx, generation: int):
         yield ctx.wait_for_external_event("tick")
@@ -83,6 +86,11 @@ def test_terminate_during_continue_as_new_turn_terminates(app: WorkflowApp) -> N
     iid = client.schedule_new_workflow(ticker, input=0)
     client.raise_workflow_event(iid, "tick")
     time.sleep(0.3)  # the continue-as-new turn is in flight
+    return client, iid
+
+
+def test_terminate_during_continue_as_new_turn_terminates(app: WorkflowApp) -> None:
+    client, iid = start_slow_ticker(app)
     client.raise_workflow_event(iid, "tick")
     done = threading.Event()
     threading.Thread(
@@ -96,17 +104,7 @@ def test_terminate_during_continue_as_new_turn_terminates(app: WorkflowApp) -> N
 
 
 def test_suspend_during_continue_as_new_turn_keeps_instance_suspended(app: WorkflowApp) -> None:
-    @app.runtime.workflow(name="pausable_ticker")
-    def pausable_ticker(ctx, generation: int):
-        yield ctx.wait_for_external_event("tick")
-        if generation == 0 and not ctx.is_replaying:
-            time.sleep(HOLD_TURN)
-        ctx.continue_as_new(generation + 1)
-
-    client = app.start()
-    iid = client.schedule_new_workflow(pausable_ticker, input=0)
-    client.raise_workflow_event(iid, "tick")
-    time.sleep(0.3)
+    client, iid = start_slow_ticker(app)
     done = threading.Event()
     threading.Thread(target=lambda: (client.pause_workflow(iid), done.set()), daemon=True).start()
 
