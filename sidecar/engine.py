@@ -195,7 +195,8 @@ class Engine:
         waiters = self._waiters.get(instance_id)
         if not waiters:
             return
-        info = info or self.get_instance(instance_id)
+        if info is None:
+            info = self.get_instance(instance_id)
         if info is None:
             return
         for predicate, fut in waiters:
