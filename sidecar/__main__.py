@@ -8,7 +8,13 @@ import logging
 import signal
 import sys
 
-from .server import Sidecar, SidecarStartError, new_event_loop
+from .server import (
+    DEFAULT_COMMIT_DELAY_MS,
+    MAX_COMMIT_DELAY_MS,
+    Sidecar,
+    SidecarStartError,
+    new_event_loop,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,9 +41,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--resources-path", default=None, help="folder of Dapr component YAML files (state stores)"
     )
     parser.add_argument(
+        "--commit-delay-ms",
+        type=float,
+        default=DEFAULT_COMMIT_DELAY_MS,
+        help="how long a mid-workflow step may wait to share a commit with the next one"
+        f" (default {DEFAULT_COMMIT_DELAY_MS:g}; 0 commits every step on its own)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 <= args.commit_delay_ms <= MAX_COMMIT_DELAY_MS:
+        parser.error(f"--commit-delay-ms must be between 0 and {MAX_COMMIT_DELAY_MS:g}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         grpc_port=args.grpc_port,
         http_port=args.http_port,
         resources_path=args.resources_path,
+        commit_delay_ms=args.commit_delay_ms,
     )
 
     async def serve() -> None:

@@ -111,7 +111,11 @@ class Engine:
 
     # -- persistence helper ----------------------------------------------------------------------
 
-    def _write(self, statements: list[Statement]) -> asyncio.Future[Any]:
+    def _write(self, statements: list[Statement], *, deferrable: bool = False) -> asyncio.Future[Any]:
+        """Queue ``statements`` as one op. ``deferrable``: only a worker's completion call waits
+        for this commit, so the store may hold it briefly to share an fsync with the next
+        (``Store.write``); what a client waits for is never deferred."""
+
         def op(conn: Any) -> None:
             for sql, params in statements:
                 if len(params) == 1:
@@ -119,7 +123,7 @@ class Engine:
                 else:
                     conn.executemany(sql, params)
 
-        return self.store.write(op)
+        return self.store.write(op, deferrable=deferrable)
 
     def _new_inbox_row(self, inst: Instance, event: pb.HistoryEvent) -> Statement:
         rid = self._next_inbox_id
@@ -599,7 +603,8 @@ class Engine:
             [
                 (DELETE_ACTIVITY, [(inst.instance_id, flight.task_id)]),
                 self._new_inbox_row(inst, event),
-            ]
+            ],
+            deferrable=True,
         )
         self._dispatch.make_ready(inst)
         await commit
@@ -712,6 +717,7 @@ class Engine:
     ) -> None:
         iid = inst.instance_id
         now = now_ns()
+        status_before = inst.status
         first_seq = len(inst.history)
         inst.history.extend(outcome.events)
         inst.action_ids |= orch.scheduled_ids(outcome.events)
@@ -775,7 +781,10 @@ class Engine:
             for child in outcome.children:
                 statements.extend(self._start_child(inst, child, now))
         statements.append((UPDATE_AFTER_TURN, [inst.turn_row()]))
-        commit = self._write(statements)
+        # A client may be waiting for a change of status (started, suspended, ended): that
+        # commit goes out at once; a step in the middle of a running workflow may wait for
+        # the next one.
+        commit = self._write(statements, deferrable=inst.status == status_before)
         if inst.done:
             inst.final_commit = commit
         self._dispatch.make_ready(inst)
@@ -940,7 +949,7 @@ class Engine:
             statements.append(self._new_inbox_row(inst, event))
             self._dispatch.make_ready(inst)
         if statements:
-            self._write(statements)
+            self._write(statements, deferrable=True)
 
 
 __all__ = ["Engine", "check_instance_id"]

@@ -29,6 +29,13 @@ log = logging.getLogger("sidecar")
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # daprd's default --max-body-size
 
+# How long a mid-workflow step may wait to share its commit (and fsync) with the next one
+# (``Store.write``): about one hop of a workflow (worker -> sidecar -> worker, 2-3 ms here),
+# so a sequential workflow needs about half the fsyncs. Only the worker's completion call
+# waits that much longer; the SDK holds a pool thread per call, so keep it small.
+DEFAULT_COMMIT_DELAY_MS = 3.0
+MAX_COMMIT_DELAY_MS = 100.0
+
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -125,8 +132,15 @@ class Sidecar:
         http_port: int | None = None,
         resources_path: str | None = None,
         api_token: str | None = None,
+        commit_delay_ms: float = DEFAULT_COMMIT_DELAY_MS,
     ) -> None:
+        if not 0 <= commit_delay_ms <= MAX_COMMIT_DELAY_MS:
+            raise ValueError(
+                f"the commit delay must be between 0 and {MAX_COMMIT_DELAY_MS:g} ms,"
+                f" not {commit_delay_ms:g}"
+            )
         self.db_path = db_path
+        self.commit_delay_ms = commit_delay_ms
         self.host = host
         self.grpc_port = grpc_port
         self.http_port = http_port
@@ -203,7 +217,7 @@ class Sidecar:
         if self.http_port:
             _check_port_free(self.host, self.http_port)
         try:
-            self.store = Store(self.db_path)
+            self.store = Store(self.db_path, commit_delay=self.commit_delay_ms / 1000)
         except StoreError as exc:
             raise SidecarStartError(str(exc)) from exc
         self.store.start()

@@ -9,6 +9,11 @@ Contract (kept deliberately small):
   raises is rolled back alone and its future gets the error (the batch is then re-run with a
   SAVEPOINT around each op, so ops must be plain functions of their arguments).
   ``op`` must be quick and must not block on anything but SQLite.
+* ``Store.write(op, deferrable=True)`` may wait up to ``commit_delay`` seconds for more ops
+  before committing, so that one fsync covers several of them; an op that is not deferrable
+  (the default) arriving meanwhile commits the whole batch at once. Only writes whose
+  acknowledgement nobody is waiting on urgently should be deferrable (the engine's
+  mid-workflow steps: a worker's completion call waits, a client does not).
 * ``Store.read(fn)`` runs ``fn(conn)`` on the calling thread's read connection. It sees only
   committed data. Use it for data the engine does not keep in memory (terminal instances).
 * A failed COMMIT (disk full, I/O error) is fatal: the in-memory engine state would no longer
@@ -27,6 +32,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,6 +40,7 @@ log = logging.getLogger("sidecar.store")
 
 T = TypeVar("T")
 WriteOp = Callable[[sqlite3.Connection], Any]
+_Queued = tuple[WriteOp, "asyncio.Future[Any]", bool]  # op, its future, deferrable
 
 SCHEMA_VERSION = 1
 
@@ -125,12 +132,12 @@ def _connect(path: str) -> sqlite3.Connection:
 class Store:
     """The sidecar's database. ``path`` may be ``":memory:"`` (nothing survives the process)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, commit_delay: float = 0.0) -> None:
         self.path = path
         self.in_memory = path == ":memory:"
-        self._queue: queue.SimpleQueue[tuple[WriteOp, asyncio.Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        # Nothing to save by waiting when a commit costs no fsync.
+        self.commit_delay = 0.0 if self.in_memory else commit_delay
+        self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._local = threading.local()
         try:
@@ -177,10 +184,10 @@ class Store:
         self._thread = threading.Thread(target=self._writer_loop, name="sidecar-store", daemon=True)
         self._thread.start()
 
-    def write(self, op: WriteOp) -> asyncio.Future[Any]:
+    def write(self, op: WriteOp, *, deferrable: bool = False) -> asyncio.Future[Any]:
         """Queue ``op`` for the next transaction; the future resolves after COMMIT."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, fut))
+        self._queue.put((op, fut, deferrable))
         return fut
 
     def reclaim(self, max_pages: int = 2000) -> None:
@@ -190,7 +197,7 @@ class Store:
         """
         if self.in_memory or self._thread is None:
             return
-        self._queue.put((_vacuum(max_pages), asyncio.get_running_loop().create_future()))
+        self._queue.put((_vacuum(max_pages), asyncio.get_running_loop().create_future(), True))
 
     def close(self) -> None:
         if self._thread is not None:
@@ -204,20 +211,33 @@ class Store:
             item = self._queue.get()
             if item is None:
                 return
-            batch = [item]
-            stop = False
-            while True:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
+            batch, stop = self._collect(item)
             self._run_batch(batch)
             if stop:
                 return
+
+    def _collect(self, first: _Queued) -> tuple[list[tuple[WriteOp, asyncio.Future[Any]]], bool]:
+        """The batch that starts with ``first``: everything queued meanwhile and, while every
+        op in it is deferrable, what arrives until ``commit_delay`` has passed since
+        ``first``. Returns the batch and whether the store is closing."""
+        batch = [first[:2]]
+        urgent = not first[2]
+        deadline = time.monotonic() + self.commit_delay
+        while True:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if urgent or remaining <= 0:
+                    return batch, False
+                try:
+                    nxt = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    return batch, False
+            if nxt is None:
+                return batch, True
+            batch.append(nxt[:2])
+            urgent = urgent or not nxt[2]
 
     def _run_batch(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
         conn = self._writer

@@ -80,3 +80,60 @@ def test_write_reports_the_ops_own_error(tmp_path: Path) -> None:
     finally:
         store.close()
     assert keys(tmp_path / "s.db") == []
+
+
+def test_deferrable_writes_share_one_commit_until_an_urgent_one_arrives(tmp_path: Path) -> None:
+    # A delay far longer than the test: only the urgent write can end the wait.
+    store = Store(str(tmp_path / "s.db"), commit_delay=30)
+    store.start()
+
+    async def body() -> list[str]:
+        first = store.write(insert("a"), deferrable=True)
+        await asyncio.sleep(0.05)  # the writer is holding "a" for more
+        second = store.write(insert("b"), deferrable=True)
+        await asyncio.sleep(0.05)
+        assert not first.done() and not second.done()
+        urgent = store.write(insert("c"))
+        return list(await asyncio.wait_for(asyncio.gather(first, second, urgent), 10))
+
+    try:
+        assert asyncio.run(body()) == ["a", "b", "c"]
+        assert store.commits == 1
+    finally:
+        store.close()
+    assert keys(tmp_path / "s.db") == ["a", "b", "c"]
+
+
+def test_a_deferrable_write_alone_commits_once_the_delay_has_passed(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "s.db"), commit_delay=0.2)
+    store.start()
+
+    async def body() -> float:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await asyncio.wait_for(store.write(insert("a"), deferrable=True), 10)
+        return loop.time() - began
+
+    try:
+        assert asyncio.run(body()) >= 0.2
+    finally:
+        store.close()
+    assert keys(tmp_path / "s.db") == ["a"]
+
+
+def test_closing_the_store_commits_what_was_being_held(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "s.db"), commit_delay=30)
+    store.start()
+
+    async def body() -> str:
+        held = store.write(insert("a"), deferrable=True)
+        await asyncio.sleep(0.05)
+        store.close()  # as the sidecar's shutdown does, on its loop
+        return await asyncio.wait_for(held, 10)
+
+    assert asyncio.run(body()) == "a"
+    assert keys(tmp_path / "s.db") == ["a"]
+
+
+def test_an_in_memory_store_never_holds_a_commit() -> None:
+    assert Store(":memory:", commit_delay=30).commit_delay == 0
