@@ -111,7 +111,9 @@ class Engine:
 
     # -- persistence helper ----------------------------------------------------------------------
 
-    def _write(self, statements: list[Statement], *, deferrable: bool = False) -> asyncio.Future[Any]:
+    def _write(
+        self, statements: list[Statement], *, deferrable: bool = False
+    ) -> asyncio.Future[Any]:
         """Queue ``statements`` as one op. ``deferrable``: only a worker's completion call waits
         for this commit, so the store may hold it briefly to share an fsync with the next
         (``Store.write``); what a client waits for is never deferred."""
