@@ -297,7 +297,7 @@ def _unimplemented(name: str) -> Any:
 
 
 def add_dapr_servicer(
-    server: grpc.aio.Server,
+    server: Any,
     engine: Any,
     state: StateStore,
     *,

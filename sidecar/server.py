@@ -57,6 +57,26 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+class GenericHandlersOnly:
+    """Hands a generated ``add_*Servicer_to_server`` only the generic handler of a service.
+
+    The generated code registers each service twice: a generic handler (one lookup by method
+    name) and "registered methods". For every registered method grpc.aio's server keeps a task
+    waiting for calls and, on every call that arrives, passes all of them to ``asyncio.wait``:
+    with the 111 methods of the two services here that was ~15% of the sidecar's CPU and about
+    0.1 ms added to every RPC. The generic handler serves the same methods the same way.
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        pass  # served by the generic handler
+
+
 class SidecarStartError(Exception):
     """The sidecar could not start; the message is one line meant for the operator."""
 
@@ -225,7 +245,7 @@ class Sidecar:
         self.engine.recover()
         interceptors = [TokenInterceptor(self.api_token)] if self.api_token else []
         server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=interceptors)
-        add_taskhub_servicer(server, self.engine)
+        add_taskhub_servicer(GenericHandlersOnly(server), self.engine)
         self._add_extra_services(server)
         try:
             port = server.add_insecure_port(f"{self._bind_host()}:{self.grpc_port}")
@@ -261,7 +281,10 @@ class Sidecar:
         self.state = StateStore(self.store, names)
         self._extended_metadata: dict[str, str] = {}
         add_dapr_servicer(
-            server, self.engine, self.state, extended_metadata=self._extended_metadata
+            GenericHandlersOnly(server),
+            self.engine,
+            self.state,
+            extended_metadata=self._extended_metadata,
         )
 
     async def _start_http(self) -> None:

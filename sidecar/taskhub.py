@@ -240,7 +240,8 @@ class TaskHubServicer(stubs.TaskHubSidecarServiceServicer):
         return await self.CompleteOrchestratorTask(request, context)
 
 
-def add_taskhub_servicer(server: grpc.aio.Server, engine: Engine) -> None:
+def add_taskhub_servicer(server: Any, engine: Engine) -> None:
+    """Serve ``TaskHubSidecarService`` on ``server`` (a grpc.aio server or a registrar of one)."""
     stubs.add_TaskHubSidecarServiceServicer_to_server(TaskHubServicer(engine), server)
 
 
