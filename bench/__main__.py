@@ -323,7 +323,10 @@ def main_suite(args: argparse.Namespace, workdir: Path, log: Any, out: dict[str,
     plan = [(c, w) for c in CONFIGS if c in args.only for w in args.worker_counts]
     by_key: dict[tuple[str, int], list[dict[str, Any]]] = {key: [] for key in plan}
     for round_no in range(1, args.rounds + 1):
-        for config, workers in plan:
+        # Every other round runs the plan backwards (an ABBA order): a steady drift of the
+        # machine's speed during the run then falls on every configuration alike, rather
+        # than on whichever always come last.
+        for config, workers in plan if round_no % 2 else plan[::-1]:
             label = f"{config}, {workers} worker process{'es' if workers > 1 else ''}"
             rounds = f" (round {round_no}/{args.rounds})" if args.rounds > 1 else ""
             print(

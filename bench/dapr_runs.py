@@ -38,13 +38,15 @@ class SidecarSystem:
     """A sidecar process and its worker processes; start() returns once all are serving.
 
     ``floor=True`` runs ``bench.sdk_floor`` (a backend that does almost nothing) in the
-    sidecar's place, to measure the SDK on its own.
+    sidecar's place, to measure the SDK on its own. ``sidecar_args`` are added to the
+    sidecar's command line (e.g. ``--commit-delay-ms=0``).
     """
 
     db: str
     workers: int
     log: IO[Any]
     floor: bool = False
+    sidecar_args: list[str] = field(default_factory=list)
     port: int = 0
     started_in_s: float = 0.0
     sidecar: Any = None
@@ -57,7 +59,7 @@ class SidecarSystem:
             command = [PYTHON, "-m", "bench.sdk_floor", "--port", str(self.port)]
         else:
             command = [PYTHON, "-m", "sidecar", "--grpc-port", str(self.port), "--db", self.db]
-            command += ["--log-level", "warning"]
+            command += ["--log-level", "warning", *self.sidecar_args]
         self.sidecar = spawn(command, self.log)
         wait_port(self.port, self.sidecar, timeout=600)
         self.started_in_s = time.perf_counter() - began
