@@ -142,7 +142,11 @@ class Engine:
         return self.store.read(lambda conn: read_info(conn, instance_id))
 
     def get_history(self, instance_id: str) -> list[pb.HistoryEvent]:
-        """Committed history of the current generation. Raises ``NotFound``."""
+        """History of the current generation. Raises ``NotFound``.
+
+        A running instance's comes from memory: a turn's events show here once the turn is
+        applied, and are on disk at most the commit delay later (``Store.write``).
+        """
         check_instance_id(instance_id)
         inst = self._instances.get(instance_id)
         if inst is not None:

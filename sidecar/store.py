@@ -40,7 +40,8 @@ log = logging.getLogger("sidecar.store")
 
 T = TypeVar("T")
 WriteOp = Callable[[sqlite3.Connection], Any]
-_Queued = tuple[WriteOp, "asyncio.Future[Any]", bool]  # op, its future, deferrable
+# op, its future, deferrable, when it was queued (time.monotonic())
+_Queued = tuple[WriteOp, "asyncio.Future[Any]", bool, float]
 
 SCHEMA_VERSION = 1
 
@@ -135,6 +136,8 @@ class Store:
     def __init__(self, path: str, *, commit_delay: float = 0.0) -> None:
         self.path = path
         self.in_memory = path == ":memory:"
+        if not 0 <= commit_delay < float("inf"):
+            raise ValueError(f"commit_delay must be a number of seconds >= 0, not {commit_delay}")
         # Nothing to save by waiting when a commit costs no fsync.
         self.commit_delay = 0.0 if self.in_memory else commit_delay
         self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
@@ -187,7 +190,7 @@ class Store:
     def write(self, op: WriteOp, *, deferrable: bool = False) -> asyncio.Future[Any]:
         """Queue ``op`` for the next transaction; the future resolves after COMMIT."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, fut, deferrable))
+        self._queue.put((op, fut, deferrable, time.monotonic()))
         return fut
 
     def reclaim(self, max_pages: int = 2000) -> None:
@@ -197,7 +200,8 @@ class Store:
         """
         if self.in_memory or self._thread is None:
             return
-        self._queue.put((_vacuum(max_pages), asyncio.get_running_loop().create_future(), True))
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.put((_vacuum(max_pages), fut, False, time.monotonic()))
 
     def close(self) -> None:
         if self._thread is not None:
@@ -218,11 +222,11 @@ class Store:
 
     def _collect(self, first: _Queued) -> tuple[list[tuple[WriteOp, asyncio.Future[Any]]], bool]:
         """The batch that starts with ``first``: everything queued meanwhile and, while every
-        op in it is deferrable, what arrives until ``commit_delay`` has passed since
-        ``first``. Returns the batch and whether the store is closing."""
+        op in it is deferrable, what arrives until ``commit_delay`` has passed since ``first``
+        was queued. Returns the batch and whether the store is closing."""
         batch = [first[:2]]
         urgent = not first[2]
-        deadline = time.monotonic() + self.commit_delay
+        deadline = first[3] + self.commit_delay
         while True:
             try:
                 nxt = self._queue.get_nowait()

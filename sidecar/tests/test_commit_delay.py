@@ -87,3 +87,42 @@ def test_a_workflow_completes_promptly_with_fewer_commits_than_steps(
     # With the delay: the start, the first turn, the last turn, and whatever the 100 ms
     # delay ran out on (nothing here, unless the machine is very slow).
     assert commits <= 5, f"{commits} commits for {steps} steps"
+
+
+def test_client_operations_on_a_running_workflow_are_never_deferred(
+    slow_committing_sidecar: Sidecar,
+) -> None:
+    store = slow_committing_sidecar.store
+    assert store is not None
+    flags: list[bool] = []
+    write = store.write
+
+    def spying_write(op, *, deferrable=False):
+        flags.append(deferrable)
+        return write(op, deferrable=deferrable)
+
+    app = WorkflowApp(slow_committing_sidecar.grpc_address)
+    try:
+
+        @app.runtime.workflow(name="waits")
+        def waits(ctx, _):
+            yield ctx.wait_for_external_event("never")
+
+        client = app.start()
+        iid = client.schedule_new_workflow("waits")
+        client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)
+        store.write = spying_write  # type: ignore[method-assign]
+        client.raise_workflow_event(iid, "other")
+        client.pause_workflow(iid)
+        client.resume_workflow(iid)
+        client.terminate_workflow(iid)
+        state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+        client.purge_workflow(iid)
+    finally:
+        app.close()
+    assert state is not None and state.runtime_status == WorkflowStatus.TERMINATED
+    # Six operations (raise, pause, resume, terminate, purge, and the terminate's turn) and
+    # the turns that change the status commit at once; only the turn that took the unrelated
+    # event in, and left the workflow running, may wait for company.
+    assert len(flags) >= 7, flags
+    assert flags.count(True) <= 1, flags

@@ -137,3 +137,9 @@ def test_closing_the_store_commits_what_was_being_held(tmp_path: Path) -> None:
 
 def test_an_in_memory_store_never_holds_a_commit() -> None:
     assert Store(":memory:", commit_delay=30).commit_delay == 0
+
+
+@pytest.mark.parametrize("delay", [-0.001, float("nan"), float("inf")])
+def test_a_commit_delay_that_is_not_a_duration_is_refused(tmp_path: Path, delay: float) -> None:
+    with pytest.raises(ValueError, match="commit_delay"):
+        Store(str(tmp_path / "s.db"), commit_delay=delay)
