@@ -39,7 +39,8 @@ def register_chain(app: WorkflowApp) -> None:
         return value
 
 
-def test_only_a_change_of_status_is_committed_at_once(sidecar: Sidecar) -> None:
+def record_deferrable_flags(sidecar: Sidecar) -> list[bool]:
+    """From now on, the ``deferrable`` flag of every write the sidecar's store is given."""
     store = sidecar.store
     assert store is not None
     flags: list[bool] = []
@@ -50,6 +51,11 @@ def test_only_a_change_of_status_is_committed_at_once(sidecar: Sidecar) -> None:
         return write(op, deferrable=deferrable)
 
     store.write = spying_write  # type: ignore[method-assign]
+    return flags
+
+
+def test_only_a_change_of_status_is_committed_at_once(sidecar: Sidecar) -> None:
+    flags = record_deferrable_flags(sidecar)
     app = WorkflowApp(sidecar.grpc_address)
     try:
         register_chain(app)
@@ -92,15 +98,6 @@ def test_a_workflow_completes_promptly_with_fewer_commits_than_steps(
 def test_client_operations_on_a_running_workflow_are_never_deferred(
     slow_committing_sidecar: Sidecar,
 ) -> None:
-    store = slow_committing_sidecar.store
-    assert store is not None
-    flags: list[bool] = []
-    write = store.write
-
-    def spying_write(op, *, deferrable=False):
-        flags.append(deferrable)
-        return write(op, deferrable=deferrable)
-
     app = WorkflowApp(slow_committing_sidecar.grpc_address)
     try:
 
@@ -111,7 +108,7 @@ def test_client_operations_on_a_running_workflow_are_never_deferred(
         client = app.start()
         iid = client.schedule_new_workflow("waits")
         client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)
-        store.write = spying_write  # type: ignore[method-assign]
+        flags = record_deferrable_flags(slow_committing_sidecar)
         client.raise_workflow_event(iid, "other")
         client.pause_workflow(iid)
         client.resume_workflow(iid)
