@@ -53,8 +53,12 @@ async def run(systems: list[Any], n: int, warmup: int) -> list[list[float]]:
         else:
             await dapr_runs.sequential(client, "warm", warmup)
     latencies: list[list[float]] = [[] for _ in systems]
+    entries = list(zip(systems, clients, latencies, strict=True))
     for i in range(n):
-        for system, client, out in zip(systems, clients, latencies, strict=True):
+        # Rotate who goes first and reverse every other round, so that no configuration
+        # always runs right after the same one.
+        turn = entries[i % len(entries) :] + entries[: i % len(entries)]
+        for system, client, out in turn[::-1] if i % 2 else turn:
             if client is None:
                 out.extend(system.sequential(1))
             else:

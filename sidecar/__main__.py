@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--commit-delay-ms",
         type=float,
         default=DEFAULT_COMMIT_DELAY_MS,
-        help="how long a mid-workflow step may wait to share a commit with the next one"
+        help="how long a running workflow's step may wait for its next step to share a commit"
         f" (default {DEFAULT_COMMIT_DELAY_MS:g}; 0 commits every step on its own)",
     )
     parser.add_argument(

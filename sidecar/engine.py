@@ -112,11 +112,12 @@ class Engine:
     # -- persistence helper ----------------------------------------------------------------------
 
     def _write(
-        self, statements: list[Statement], *, deferrable: bool = False
+        self, statements: list[Statement], *, defer_for: str | None = None
     ) -> asyncio.Future[Any]:
-        """Queue ``statements`` as one op. ``deferrable``: only a worker's completion call waits
-        for this commit, so the store may hold it briefly to share an fsync with the next
-        (``Store.write``); what a client waits for is never deferred."""
+        """Queue ``statements`` as one op. ``defer_for`` (an instance id): only a worker's
+        completion call waits for this commit, so the store may hold it briefly to share an
+        fsync with that instance's next step (``Store.write``); what a client waits for is
+        never deferred."""
 
         def op(conn: Any) -> None:
             for sql, params in statements:
@@ -125,7 +126,7 @@ class Engine:
                 else:
                     conn.executemany(sql, params)
 
-        return self.store.write(op, deferrable=deferrable)
+        return self.store.write(op, defer_key=defer_for)
 
     def _new_inbox_row(self, inst: Instance, event: pb.HistoryEvent) -> Statement:
         rid = self._next_inbox_id
@@ -610,7 +611,7 @@ class Engine:
                 (DELETE_ACTIVITY, [(inst.instance_id, flight.task_id)]),
                 self._new_inbox_row(inst, event),
             ],
-            deferrable=True,
+            defer_for=inst.instance_id,
         )
         self._dispatch.make_ready(inst)
         await commit
@@ -790,7 +791,7 @@ class Engine:
         # A client may be waiting for a change of status (started, suspended, ended): that
         # commit goes out at once; a step in the middle of a running workflow may wait for
         # the next one.
-        commit = self._write(statements, deferrable=inst.status == status_before)
+        commit = self._write(statements, defer_for=iid if inst.status == status_before else None)
         if inst.done:
             inst.final_commit = commit
         self._dispatch.make_ready(inst)
@@ -935,6 +936,7 @@ class Engine:
         """Deliver ``timerFired`` for every due timer still wanted; release due scheduled starts."""
         now = now_ns()
         statements: list[Statement] = []
+        fired: set[str] = set()
         for fire_ns, _, iid, execution_id, timer_id in entries:
             inst = self._instances.get(iid)
             if inst is None or inst.done or inst.execution_id != execution_id:
@@ -953,9 +955,11 @@ class Engine:
             )
             statements.append((DELETE_TIMER, [(iid, timer_id)]))
             statements.append(self._new_inbox_row(inst, event))
+            fired.add(iid)
             self._dispatch.make_ready(inst)
         if statements:
-            self._write(statements, deferrable=True)
+            # Nobody waits for this commit: a step of the instance, when it is one instance's.
+            self._write(statements, defer_for=fired.pop() if len(fired) == 1 else None)
 
 
 __all__ = ["Engine", "check_instance_id"]

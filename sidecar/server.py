@@ -29,11 +29,12 @@ log = logging.getLogger("sidecar")
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # daprd's default --max-body-size
 
-# How long a mid-workflow step may wait to share its commit (and fsync) with the next one
-# (``Store.write``): about one hop of a workflow (worker -> sidecar -> worker, 2-3 ms here),
-# so a sequential workflow needs about half the fsyncs. Only the worker's completion call
-# waits that much longer; the SDK holds a pool thread per call, so keep it small.
-DEFAULT_COMMIT_DELAY_MS = 3.0
+# How long a running workflow's step may wait for that workflow's next step to share its
+# commit (and fsync) with (``Store.write``). Several hops of a workflow (worker -> sidecar ->
+# worker, 2-4 ms each here), so that a workflow running alone commits its middle steps
+# together. Only the worker's completion calls are answered later, and only while that
+# workflow is the only one writing (steps of several share commits anyway).
+DEFAULT_COMMIT_DELAY_MS = 20.0
 MAX_COMMIT_DELAY_MS = 100.0
 
 GRPC_OPTIONS = [

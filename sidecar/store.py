@@ -9,11 +9,13 @@ Contract (kept deliberately small):
   raises is rolled back alone and its future gets the error (the batch is then re-run with a
   SAVEPOINT around each op, so ops must be plain functions of their arguments).
   ``op`` must be quick and must not block on anything but SQLite.
-* ``Store.write(op, deferrable=True)`` may wait up to ``commit_delay`` seconds for more ops
-  before committing, so that one fsync covers several of them; an op that is not deferrable
-  (the default) arriving meanwhile commits the whole batch at once. Only writes whose
-  acknowledgement nobody is waiting on urgently should be deferrable (the engine's
-  mid-workflow steps: a worker's completion call waits, a client does not).
+* ``Store.write(op, defer_key=k)`` may wait for more ops before committing, so that one fsync
+  covers several of them: the writer holds the batch while every op in it has the same
+  ``defer_key``, there are fewer than ``MAX_DEFERRED`` of them, and each arrives within
+  ``commit_delay`` seconds of the one before. Any other op (no key, or another key) commits the
+  whole batch at once. Only writes whose acknowledgement nobody is waiting on urgently should
+  carry a key (the engine's mid-workflow steps, keyed by instance: a worker's completion call
+  waits, a client does not).
 * ``Store.read(fn)`` runs ``fn(conn)`` on the calling thread's read connection. It sees only
   committed data. Use it for data the engine does not keep in memory (terminal instances).
 * A failed COMMIT (disk full, I/O error) is fatal: the in-memory engine state would no longer
@@ -33,17 +35,23 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 log = logging.getLogger("sidecar.store")
 
 T = TypeVar("T")
 WriteOp = Callable[[sqlite3.Connection], Any]
-# op, its future, deferrable, when it was queued (time.monotonic())
-_Queued = tuple[WriteOp, "asyncio.Future[Any]", bool, float]
+# op, its future, its defer key (None: commit at once), when it was queued (time.monotonic())
+_Queued = tuple[WriteOp, "asyncio.Future[Any]", Hashable | None, float]
 
 SCHEMA_VERSION = 1
+
+# A held batch commits once it has this many ops. Each is a worker's completion call waiting for
+# its answer on one of dapr.ext.workflow's thread pools (cpu_count + 4 threads for activities,
+# as many for workflow turns): a batch that kept growing would leave the worker no thread to
+# run the next work item on, and the wait would end only with the delay.
+MAX_DEFERRED = 10
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -187,10 +195,12 @@ class Store:
         self._thread = threading.Thread(target=self._writer_loop, name="sidecar-store", daemon=True)
         self._thread.start()
 
-    def write(self, op: WriteOp, *, deferrable: bool = False) -> asyncio.Future[Any]:
-        """Queue ``op`` for the next transaction; the future resolves after COMMIT."""
+    def write(self, op: WriteOp, *, defer_key: Hashable | None = None) -> asyncio.Future[Any]:
+        """Queue ``op`` for the next transaction; the future resolves after COMMIT.
+
+        With a ``defer_key`` the commit may wait for more ops of the same key (module doc)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, fut, deferrable, time.monotonic()))
+        self._queue.put((op, fut, defer_key, time.monotonic()))
         return fut
 
     def reclaim(self, max_pages: int = 2000) -> None:
@@ -201,7 +211,7 @@ class Store:
         if self.in_memory or self._thread is None:
             return
         fut = asyncio.get_running_loop().create_future()
-        self._queue.put((_vacuum(max_pages), fut, False, time.monotonic()))
+        self._queue.put((_vacuum(max_pages), fut, None, time.monotonic()))
 
     def close(self) -> None:
         if self._thread is not None:
@@ -221,18 +231,22 @@ class Store:
                 return
 
     def _collect(self, first: _Queued) -> tuple[list[tuple[WriteOp, asyncio.Future[Any]]], bool]:
-        """The batch that starts with ``first``: everything queued meanwhile and, while every
-        op in it is deferrable, what arrives until ``commit_delay`` has passed since ``first``
-        was queued. Returns the batch and whether the store is closing."""
+        """The batch that starts with ``first``: everything queued meanwhile and, while the batch
+        may be held (module doc), what arrives next. Returns the batch and whether the store is
+        closing.
+
+        Holding pays when one workflow's steps are all there is: its next step follows within a
+        round trip to the worker, and every commit saved is CPU and a wake-up the worker does
+        not compete with. Steps of several workflows arriving together share commits anyway
+        (everything queued during one commit goes into the next), so they are not held."""
         batch = [first[:2]]
-        urgent = not first[2]
-        deadline = first[3] + self.commit_delay
+        key, last = first[2], first[3]
         while True:
             try:
                 nxt = self._queue.get_nowait()
             except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if urgent or remaining <= 0:
+                remaining = last + self.commit_delay - time.monotonic()
+                if key is None or len(batch) >= MAX_DEFERRED or remaining <= 0:
                     return batch, False
                 try:
                     nxt = self._queue.get(timeout=remaining)
@@ -241,7 +255,9 @@ class Store:
             if nxt is None:
                 return batch, True
             batch.append(nxt[:2])
-            urgent = urgent or not nxt[2]
+            if nxt[2] != key:
+                key = None  # an urgent op or another workflow's: commit the batch at once
+            last = nxt[3]
 
     def _run_batch(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
         conn = self._writer

@@ -39,23 +39,23 @@ def register_chain(app: WorkflowApp) -> None:
         return value
 
 
-def record_deferrable_flags(sidecar: Sidecar) -> list[bool]:
-    """From now on, the ``deferrable`` flag of every write the sidecar's store is given."""
+def record_defer_keys(sidecar: Sidecar) -> list[str | None]:
+    """From now on, the ``defer_key`` of every write the sidecar's store is given."""
     store = sidecar.store
     assert store is not None
-    flags: list[bool] = []
+    keys: list[str | None] = []
     write = store.write
 
-    def spying_write(op, *, deferrable=False):
-        flags.append(deferrable)
-        return write(op, deferrable=deferrable)
+    def spying_write(op, *, defer_key=None):
+        keys.append(defer_key)
+        return write(op, defer_key=defer_key)
 
     store.write = spying_write  # type: ignore[method-assign]
-    return flags
+    return keys
 
 
 def test_only_a_change_of_status_is_committed_at_once(sidecar: Sidecar) -> None:
-    flags = record_deferrable_flags(sidecar)
+    keys = record_defer_keys(sidecar)
     app = WorkflowApp(sidecar.grpc_address)
     try:
         register_chain(app)
@@ -67,8 +67,9 @@ def test_only_a_change_of_status_is_committed_at_once(sidecar: Sidecar) -> None:
     assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED
     # The start and the first turn (pending -> running) are waited for by the client that
     # started it; then each activity's result and each turn that schedules the next one may
-    # wait for company; the last turn (running -> completed) is waited for again.
-    assert flags == [False, False] + [True, True] * (STEPS - 1) + [True, False]
+    # wait for the workflow's next step; the last turn (running -> completed) is waited for
+    # again.
+    assert keys == [None, None] + [iid, iid] * (STEPS - 1) + [iid, None]
 
 
 def test_a_workflow_completes_promptly_with_fewer_commits_than_steps(
@@ -90,8 +91,8 @@ def test_a_workflow_completes_promptly_with_fewer_commits_than_steps(
     assert state.serialized_output == str(10 + STEPS)
     # One commit per step without the delay: the start, 6 turns, 5 activity results.
     steps = 2 + 2 * STEPS
-    # With the delay: the start, the first turn, the last turn, and whatever the 100 ms
-    # delay ran out on (nothing here, unless the machine is very slow).
+    # With the delay: the start, the first turn, the last turn with the steps in between, and
+    # whatever the 100 ms delay ran out on (nothing here, unless the machine is very slow).
     assert commits <= 5, f"{commits} commits for {steps} steps"
 
 
@@ -108,7 +109,7 @@ def test_client_operations_on_a_running_workflow_are_never_deferred(
         client = app.start()
         iid = client.schedule_new_workflow("waits")
         client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)
-        flags = record_deferrable_flags(slow_committing_sidecar)
+        keys = record_defer_keys(slow_committing_sidecar)
         client.raise_workflow_event(iid, "other")
         client.pause_workflow(iid)
         client.resume_workflow(iid)
@@ -121,5 +122,5 @@ def test_client_operations_on_a_running_workflow_are_never_deferred(
     # Six operations (raise, pause, resume, terminate, purge, and the terminate's turn) and
     # the turns that change the status commit at once; only the turn that took the unrelated
     # event in, and left the workflow running, may wait for company.
-    assert len(flags) >= 7, flags
-    assert flags.count(True) <= 1, flags
+    assert len(keys) >= 7, keys
+    assert sum(key is not None for key in keys) <= 1, keys

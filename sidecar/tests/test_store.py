@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.store import Store
+from sidecar.store import MAX_DEFERRED, Store
 
 
 def insert(key: str):
@@ -82,15 +82,22 @@ def test_write_reports_the_ops_own_error(tmp_path: Path) -> None:
     assert keys(tmp_path / "s.db") == []
 
 
-def test_deferrable_writes_share_one_commit_until_an_urgent_one_arrives(tmp_path: Path) -> None:
-    # A delay far longer than the test: only the urgent write can end the wait.
-    store = Store(str(tmp_path / "s.db"), commit_delay=30)
+def held_store(tmp_path: Path, delay: float) -> Store:
+    store = Store(str(tmp_path / "s.db"), commit_delay=delay)
     store.start()
+    return store
+
+
+def test_one_workflows_steps_share_one_commit_until_an_urgent_write_arrives(
+    tmp_path: Path,
+) -> None:
+    # A delay far longer than the test: only the urgent write can end the wait.
+    store = held_store(tmp_path, 30)
 
     async def body() -> list[str]:
-        first = store.write(insert("a"), deferrable=True)
+        first = store.write(insert("a"), defer_key="wf")
         await asyncio.sleep(0.05)  # the writer is holding "a" for more
-        second = store.write(insert("b"), deferrable=True)
+        second = store.write(insert("b"), defer_key="wf")
         await asyncio.sleep(0.05)
         assert not first.done() and not second.done()
         urgent = store.write(insert("c"))
@@ -104,14 +111,65 @@ def test_deferrable_writes_share_one_commit_until_an_urgent_one_arrives(tmp_path
     assert keys(tmp_path / "s.db") == ["a", "b", "c"]
 
 
-def test_a_deferrable_write_alone_commits_once_the_delay_has_passed(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "s.db"), commit_delay=0.2)
-    store.start()
+def test_a_step_of_another_workflow_ends_the_wait(tmp_path: Path) -> None:
+    store = held_store(tmp_path, 30)
+
+    async def body() -> list[str]:
+        first = store.write(insert("a"), defer_key="wf-1")
+        await asyncio.sleep(0.05)
+        other = store.write(insert("b"), defer_key="wf-2")
+        return list(await asyncio.wait_for(asyncio.gather(first, other), 10))
+
+    try:
+        assert asyncio.run(body()) == ["a", "b"]
+        assert store.commits == 1
+    finally:
+        store.close()
+
+
+def test_a_held_batch_commits_once_it_holds_max_deferred_steps(tmp_path: Path) -> None:
+    store = held_store(tmp_path, 30)
+    names = [f"k{i:02}" for i in range(MAX_DEFERRED)]
+
+    async def body() -> list[str]:
+        futures = [store.write(insert(k), defer_key="wf") for k in names]
+        return list(await asyncio.wait_for(asyncio.gather(*futures), 10))
+
+    try:
+        assert asyncio.run(body()) == names
+    finally:
+        store.close()
+
+
+def test_the_delay_counts_from_the_latest_step(tmp_path: Path) -> None:
+    # Steps 0.4 s apart with a 1 s delay: the batch stays open past the first step's second.
+    store = held_store(tmp_path, 1.0)
 
     async def body() -> float:
         loop = asyncio.get_running_loop()
         began = loop.time()
-        await asyncio.wait_for(store.write(insert("a"), deferrable=True), 10)
+        futures = [store.write(insert("a"), defer_key="wf")]
+        for key in "bc":
+            await asyncio.sleep(0.4)
+            futures.append(store.write(insert(key), defer_key="wf"))
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+        return loop.time() - began
+
+    try:
+        assert asyncio.run(body()) >= 1.8  # the last step's time plus the delay
+        assert store.commits == 1
+    finally:
+        store.close()
+    assert keys(tmp_path / "s.db") == ["a", "b", "c"]
+
+
+def test_a_held_step_alone_commits_once_the_delay_has_passed(tmp_path: Path) -> None:
+    store = held_store(tmp_path, 0.2)
+
+    async def body() -> float:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await asyncio.wait_for(store.write(insert("a"), defer_key="wf"), 10)
         return loop.time() - began
 
     try:
@@ -122,11 +180,10 @@ def test_a_deferrable_write_alone_commits_once_the_delay_has_passed(tmp_path: Pa
 
 
 def test_closing_the_store_commits_what_was_being_held(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "s.db"), commit_delay=30)
-    store.start()
+    store = held_store(tmp_path, 30)
 
     async def body() -> str:
-        held = store.write(insert("a"), deferrable=True)
+        held = store.write(insert("a"), defer_key="wf")
         await asyncio.sleep(0.05)
         store.close()  # as the sidecar's shutdown does, on its loop
         return await asyncio.wait_for(held, 10)
