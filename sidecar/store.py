@@ -44,6 +44,7 @@ T = TypeVar("T")
 WriteOp = Callable[[sqlite3.Connection], Any]
 # op, its future, its defer key (None: commit at once), when it was queued (time.monotonic())
 _Queued = tuple[WriteOp, "asyncio.Future[Any]", Hashable | None, float]
+_Batched = tuple[WriteOp, "asyncio.Future[Any]", Hashable | None]
 
 SCHEMA_VERSION = 1
 
@@ -230,7 +231,7 @@ class Store:
             if stop:
                 return
 
-    def _collect(self, first: _Queued) -> tuple[list[tuple[WriteOp, asyncio.Future[Any]]], bool]:
+    def _collect(self, first: _Queued) -> tuple[list[_Batched], bool]:
         """The batch that starts with ``first``: everything queued meanwhile and, while the batch
         may be held (module doc), what arrives next. Returns the batch and whether the store is
         closing.
@@ -239,7 +240,7 @@ class Store:
         round trip to the worker, and every commit saved is CPU and a wake-up the worker does
         not compete with. Steps of several workflows arriving together share commits anyway
         (everything queued during one commit goes into the next), so they are not held."""
-        batch = [first[:2]]
+        batch = [first[:3]]
         key, last = first[2], first[3]
         while True:
             try:
@@ -254,12 +255,12 @@ class Store:
                     return batch, False
             if nxt is None:
                 return batch, True
-            batch.append(nxt[:2])
+            batch.append(nxt[:3])
             if nxt[2] != key:
                 key = None  # an urgent op or another workflow's: commit the batch at once
             last = nxt[3]
 
-    def _run_batch(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
+    def _run_batch(self, batch: list[_Batched]) -> None:
         conn = self._writer
         with self._memory_lock if self.in_memory else contextlib.nullcontext():
             try:
@@ -270,11 +271,16 @@ class Store:
                 log.critical("sidecar: database commit failed, stopping: %s", exc)
                 os._exit(70)
         if results:
-            # One wake-up of the event loop for the whole batch, not one per future.
-            results[0][0].get_loop().call_soon_threadsafe(_settle, results)
+            # One wake-up of the event loop for the whole batch, not one per future. Steps that
+            # could be held are answered a loop iteration later: when a batch ends a hold,
+            # the write that ended it (say a workflow's last turn, whose waiting client is told
+            # from the next iteration) goes out ahead of the nine answers to the worker.
+            first = [r for r, (_, _, key) in zip(results, batch, strict=True) if key is None]
+            later = [r for r, (_, _, key) in zip(results, batch, strict=True) if key is not None]
+            results[0][0].get_loop().call_soon_threadsafe(_settle, first, later)
 
     @staticmethod
-    def _apply(conn: sqlite3.Connection, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> list:
+    def _apply(conn: sqlite3.Connection, batch: list[_Batched]) -> list:
         """Run the batch's ops in one open transaction; returns (future, ok, value) triples.
 
         Fast path: the ops run back to back. Ops almost never fail (a state-store ETag
@@ -284,13 +290,13 @@ class Store:
         """
         conn.execute("BEGIN IMMEDIATE")
         try:
-            return [(fut, True, op(conn)) for op, fut in batch]
+            return [(fut, True, op(conn)) for op, fut, _ in batch]
         except Exception:
             if conn.in_transaction:  # some errors (a full disk) have rolled it back already
                 conn.execute("ROLLBACK")
         conn.execute("BEGIN IMMEDIATE")
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
-        for op, fut in batch:
+        for op, fut, _ in batch:
             conn.execute("SAVEPOINT op")
             try:
                 value = op(conn)
@@ -311,11 +317,20 @@ def _vacuum(max_pages: int) -> WriteOp:
     return op
 
 
-def _settle(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for fut, ok, value in results:
-        if fut.done():
-            continue
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(value)
+def _settle(
+    first: list[tuple[asyncio.Future[Any], bool, Any]],
+    later: list[tuple[asyncio.Future[Any], bool, Any]],
+) -> None:
+    for fut, ok, value in first:
+        _resolve(fut, ok, value)
+    if later:
+        later[0][0].get_loop().call_soon(_settle, later, [])
+
+
+def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)

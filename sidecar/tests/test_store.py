@@ -40,7 +40,11 @@ def test_a_failing_op_is_rolled_back_alone_and_the_rest_of_its_batch_commits(
     store = Store(str(tmp_path / "s.db"))
     try:
         conn = store._writer
-        batch = [(insert("a"), None), (insert_then_fail("b"), None), (insert("c"), None)]
+        batch = [
+            (insert("a"), None, None),
+            (insert_then_fail("b"), None, None),
+            (insert("c"), None, None),
+        ]
         results = Store._apply(conn, batch)  # type: ignore[arg-type]
         conn.execute("COMMIT")
     finally:
