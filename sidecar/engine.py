@@ -146,7 +146,7 @@ class Engine:
         """History of the current generation. Raises ``NotFound``.
 
         A running instance's comes from memory: a turn's events show here once the turn is
-        applied, and are on disk at most the commit delay later (``Store.write``).
+        applied, and are on disk once that step's commit is (held steps: ``Store.write``).
         """
         check_instance_id(instance_id)
         inst = self._instances.get(instance_id)
