@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -59,6 +60,12 @@ from .store import Store
 from .timers import SCHEDULED_START, Entry, TimerQueue
 
 log = logging.getLogger("sidecar.engine")
+
+
+# dapr.ext.workflow's worker runs activities on cpu_count + 4 threads, each waiting for the
+# answer to its result: one fewer held results than that (for a worker on this machine) keeps
+# a thread free for the next result, which then ends the hold.
+HELD_RESULTS_PER_INSTANCE = (os.cpu_count() or 1) + 3
 
 
 class Engine:
@@ -606,15 +613,23 @@ class Engine:
         if request is None:
             return
         event = orch.activity_result_event(request, response, now_ns())
+        # Each held result keeps one of the worker's activity threads waiting for its answer;
+        # past a few, a fan-out would run out of threads and wait for the delay to end the
+        # hold, so the next result commits at once.
+        hold = inst.held_results < HELD_RESULTS_PER_INSTANCE
         commit = self._write(
             [
                 (DELETE_ACTIVITY, [(inst.instance_id, flight.task_id)]),
                 self._new_inbox_row(inst, event),
             ],
-            defer_for=inst.instance_id,
+            defer_for=inst.instance_id if hold else None,
         )
         self._dispatch.make_ready(inst)
-        await commit
+        inst.held_results += hold
+        try:
+            await commit
+        finally:
+            inst.held_results -= hold
 
     async def complete_turn(self, response: pb.WorkflowResponse) -> None:
         """Apply a worker's answer to a dispatched turn (CompleteOrchestratorTask)."""

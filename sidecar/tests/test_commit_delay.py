@@ -6,13 +6,16 @@ acknowledged before it is on disk); only how many steps one fsync covers changes
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dapr.ext.workflow import WorkflowStatus
+from dapr.ext.workflow import WorkflowStatus, when_all
 
 from sidecar import Sidecar
+from sidecar.engine import HELD_RESULTS_PER_INSTANCE
+from sidecar.instance import DELETE_ACTIVITY
 from sidecar.tests.harness import WAIT, WorkflowApp, sidecar_start
 
 STEPS = 5
@@ -69,7 +72,10 @@ def test_only_a_change_of_status_is_committed_at_once(sidecar: Sidecar) -> None:
     # started it; then each activity's result and each turn that schedules the next one may
     # wait for the workflow's next step; the last turn (running -> completed) is waited for
     # again.
-    assert keys == [None, None] + [iid, iid] * (STEPS - 1) + [iid, None]
+    # (An activity result past HELD_RESULTS_PER_INSTANCE held ones commits at once.)
+    results = [iid if i < HELD_RESULTS_PER_INSTANCE else None for i in range(STEPS)]
+    turns = [iid] * (STEPS - 1) + [None]
+    assert keys == [None, None] + [k for pair in zip(results, turns, strict=True) for k in pair]
 
 
 def test_a_workflow_completes_promptly_with_fewer_commits_than_steps(
@@ -124,3 +130,46 @@ def test_client_operations_on_a_running_workflow_are_never_deferred(
     # event in, and left the workflow running, may wait for company.
     assert len(keys) >= 7, keys
     assert sum(key is not None for key in keys) <= 1, keys
+
+
+def test_a_fan_out_never_holds_more_results_than_the_workers_threads_allow(
+    slow_committing_sidecar: Sidecar,
+) -> None:
+    # Each held result keeps an SDK activity thread waiting for its answer (cpu_count + 4
+    # threads, at least 5): holding more would leave a fan-out waiting out the delay.
+    engine = slow_committing_sidecar.engine
+    outstanding: set = set()
+    most = 0
+    write = engine._write
+
+    def spying_write(statements, *, defer_for=None):
+        nonlocal most
+        fut = write(statements, defer_for=defer_for)
+        if defer_for is not None and statements[0][0] == DELETE_ACTIVITY:
+            outstanding.add(fut)
+            fut.add_done_callback(outstanding.discard)
+            most = max(most, len(outstanding))
+        return fut
+
+    engine._write = spying_write  # type: ignore[method-assign]
+    app = WorkflowApp(slow_committing_sidecar.grpc_address)
+    try:
+
+        @app.runtime.activity(name="square")
+        def square(ctx, value: int) -> int:
+            return value * value
+
+        @app.runtime.workflow(name="fan_out")
+        def fan_out(ctx, count: int):
+            results = yield when_all([ctx.call_activity(square, input=i) for i in range(count)])
+            return sum(results)
+
+        client = app.start()
+        iid = client.schedule_new_workflow("fan_out", input=24)
+        state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+    finally:
+        app.close()
+    assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED
+    assert state.serialized_output == str(sum(i * i for i in range(24)))
+    sdk_activity_threads = (os.cpu_count() or 1) + 4  # dapr.ext.workflow's default pool
+    assert 1 <= most < sdk_activity_threads, most
