@@ -141,6 +141,7 @@ def test_a_held_batch_commits_once_it_holds_max_deferred_steps(tmp_path: Path) -
 
     try:
         assert asyncio.run(body()) == names
+        assert store.commits == 1
     finally:
         store.close()
 
