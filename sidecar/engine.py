@@ -135,6 +135,13 @@ class Engine:
 
         return self.store.write(op, defer_key=defer_for)
 
+    @staticmethod
+    def _step_due(inst: Instance) -> bool:
+        """Whether a worker is about to send a step of ``inst`` (a turn queued or running, an
+        activity pending). Only then is a write of it held for company: a workflow that waits
+        for an event, a timer or a child has its step committed at once."""
+        return inst.queued or inst.turn is not None or bool(inst.activities)
+
     def _new_inbox_row(self, inst: Instance, event: pb.HistoryEvent) -> Statement:
         rid = self._next_inbox_id
         self._next_inbox_id += 1
@@ -616,15 +623,13 @@ class Engine:
         # Each held result keeps one of the worker's activity threads waiting for its answer;
         # past a few, a fan-out would run out of threads and wait for the delay to end the
         # hold, so the next result commits at once.
-        hold = inst.held_results < HELD_RESULTS_PER_INSTANCE
-        commit = self._write(
-            [
-                (DELETE_ACTIVITY, [(inst.instance_id, flight.task_id)]),
-                self._new_inbox_row(inst, event),
-            ],
-            defer_for=inst.instance_id if hold else None,
-        )
+        statements = [
+            (DELETE_ACTIVITY, [(inst.instance_id, flight.task_id)]),
+            self._new_inbox_row(inst, event),
+        ]
         self._dispatch.make_ready(inst)
+        hold = inst.held_results < HELD_RESULTS_PER_INSTANCE and self._step_due(inst)
+        commit = self._write(statements, defer_for=inst.instance_id if hold else None)
         inst.held_results += hold
         try:
             await commit
@@ -803,13 +808,14 @@ class Engine:
             for child in outcome.children:
                 statements.extend(self._start_child(inst, child, now))
         statements.append((UPDATE_AFTER_TURN, [inst.turn_row()]))
+        self._dispatch.make_ready(inst)
         # A client may be waiting for a change of status (started, suspended, ended): that
         # commit goes out at once; a step in the middle of a running workflow may wait for
-        # the next one.
-        commit = self._write(statements, defer_for=iid if inst.status == status_before else None)
+        # the next one, when a worker is about to send it.
+        hold = inst.status == status_before and self._step_due(inst)
+        commit = self._write(statements, defer_for=iid if hold else None)
         if inst.done:
             inst.final_commit = commit
-        self._dispatch.make_ready(inst)
         # What follows the commit must happen even if the RPC that brought this turn is
         # cancelled meanwhile (its worker was killed, its deadline passed): waiters wait for
         # the notification, children for their termination.
@@ -973,7 +979,8 @@ class Engine:
             fired.add(iid)
             self._dispatch.make_ready(inst)
         if statements:
-            # Nobody waits for this commit: a step of the instance, when it is one instance's.
+            # Nobody waits for this commit: a step of the instance, when it is one instance's
+            # (its turn is queued now, so the worker's answer is the next step).
             self._write(statements, defer_for=fired.pop() if len(fired) == 1 else None)
 
 

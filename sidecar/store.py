@@ -204,6 +204,10 @@ class Store:
         self._queue.put((op, fut, defer_key, time.monotonic()))
         return fut
 
+    def flush(self) -> asyncio.Future[Any]:
+        """Commit whatever is held now; the future resolves once it is on disk."""
+        return self.write(_nothing)
+
     def reclaim(self, max_pages: int = 2000) -> None:
         """Give up to ``max_pages`` free pages back to the file system, in the background.
 
@@ -308,6 +312,10 @@ class Store:
             conn.execute("RELEASE op")
             results.append((fut, True, value))
         return results
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    return None
 
 
 def _vacuum(max_pages: int) -> WriteOp:

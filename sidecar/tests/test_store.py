@@ -197,6 +197,23 @@ def test_closing_the_store_commits_what_was_being_held(tmp_path: Path) -> None:
     assert keys(tmp_path / "s.db") == ["a"]
 
 
+def test_flush_commits_what_is_held_at_once(tmp_path: Path) -> None:
+    store = held_store(tmp_path, 30)
+
+    async def body() -> list[str | None]:
+        held = store.write(insert("a"), defer_key="wf")
+        await asyncio.sleep(0.05)
+        assert not held.done()
+        return list(await asyncio.wait_for(asyncio.gather(held, store.flush()), 10))
+
+    try:
+        assert asyncio.run(body()) == ["a", None]
+        assert store.commits == 1
+    finally:
+        store.close()
+    assert keys(tmp_path / "s.db") == ["a"]
+
+
 def test_an_in_memory_store_never_holds_a_commit() -> None:
     assert Store(":memory:", commit_delay=30).commit_delay == 0
 
