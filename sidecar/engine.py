@@ -135,11 +135,13 @@ class Engine:
 
         return self.store.write(op, defer_key=defer_for)
 
-    @staticmethod
-    def _step_due(inst: Instance) -> bool:
+    def _step_due(self, inst: Instance) -> bool:
         """Whether a worker is about to send a step of ``inst`` (a turn queued or running, an
         activity pending). Only then is a write of it held for company: a workflow that waits
-        for an event, a timer or a child has its step committed at once."""
+        for an event, a timer or a child has its step committed at once, and so does everything
+        once the sidecar is shutting down."""
+        if self._dispatch.closing:
+            return False
         return inst.queued or inst.turn is not None or bool(inst.activities)
 
     def _new_inbox_row(self, inst: Instance, event: pb.HistoryEvent) -> Statement:
@@ -620,15 +622,20 @@ class Engine:
         if request is None:
             return
         event = orch.activity_result_event(request, response, now_ns())
-        # Each held result keeps one of the worker's activity threads waiting for its answer;
-        # past a few, a fan-out would run out of threads and wait for the delay to end the
-        # hold, so the next result commits at once.
         statements = [
             (DELETE_ACTIVITY, [(inst.instance_id, flight.task_id)]),
             self._new_inbox_row(inst, event),
         ]
         self._dispatch.make_ready(inst)
-        hold = inst.held_results < HELD_RESULTS_PER_INSTANCE and self._step_due(inst)
+        # Each held result keeps one of the worker's activity threads waiting for its answer.
+        # So a result is held only when it was the instance's last pending activity (a chain's
+        # step, not a fan-out's: its other activities need those threads), and at most a few
+        # at a time.
+        hold = (
+            not inst.activities
+            and inst.held_results < HELD_RESULTS_PER_INSTANCE
+            and self._step_due(inst)
+        )
         commit = self._write(statements, defer_for=inst.instance_id if hold else None)
         inst.held_results += hold
         try:

@@ -7,6 +7,7 @@ its own, so a Django management command or a test can start the sidecar and go o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -37,6 +38,7 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # daprd's default --max-body-size
 # history: ~40 ms at 1,000 activities), and those steps should share commits too.
 DEFAULT_COMMIT_DELAY_MS = 100.0
 MAX_COMMIT_DELAY_MS = 1000.0
+FLUSH_TIMEOUT_S = 2.0
 
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -316,7 +318,9 @@ class Sidecar:
         self.engine.close()
         # Held steps commit now, so that their completion calls are answered within the
         # server's grace period below rather than cancelled (their work would run again).
-        await self.store.flush()
+        # (Bounded: a writer stuck on a locked database must not hold the shutdown up.)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.store.flush()), FLUSH_TIMEOUT_S)
         if self._http_runner is not None:
             await self._http_runner.cleanup()
         if self._server is not None:

@@ -206,6 +206,10 @@ class Store:
 
     def flush(self) -> asyncio.Future[Any]:
         """Commit whatever is held now; the future resolves once it is on disk."""
+        if self._thread is None:  # not started or closed: nothing is queued
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            fut.set_result(None)
+            return fut
         return self.write(_nothing)
 
     def reclaim(self, max_pages: int = 2000) -> None:
