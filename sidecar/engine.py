@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -60,12 +59,6 @@ from .store import Store
 from .timers import SCHEDULED_START, Entry, TimerQueue
 
 log = logging.getLogger("sidecar.engine")
-
-
-# dapr.ext.workflow's worker runs activities on cpu_count + 4 threads, each waiting for the
-# answer to its result: one fewer held results than that (for a worker on this machine) keeps
-# a thread free for the next result, which then ends the hold.
-HELD_RESULTS_PER_INSTANCE = (os.cpu_count() or 1) + 3
 
 
 class Engine:
@@ -627,21 +620,11 @@ class Engine:
             self._new_inbox_row(inst, event),
         ]
         self._dispatch.make_ready(inst)
-        # Each held result keeps one of the worker's activity threads waiting for its answer.
-        # So a result is held only when it was the instance's last pending activity (a chain's
-        # step, not a fan-out's: its other activities need those threads), and at most a few
-        # at a time.
-        hold = (
-            not inst.activities
-            and inst.held_results < HELD_RESULTS_PER_INSTANCE
-            and self._step_due(inst)
-        )
-        commit = self._write(statements, defer_for=inst.instance_id if hold else None)
-        inst.held_results += hold
-        try:
-            await commit
-        finally:
-            inst.held_results -= hold
+        # Each held result keeps one of the worker's activity threads waiting for its answer,
+        # so a result is held only when it was the instance's last pending activity: a chain's
+        # step, not a fan-out's, whose other activities need those threads.
+        hold = not inst.activities and self._step_due(inst)
+        await self._write(statements, defer_for=inst.instance_id if hold else None)
 
     async def complete_turn(self, response: pb.WorkflowResponse) -> None:
         """Apply a worker's answer to a dispatched turn (CompleteOrchestratorTask)."""

@@ -66,7 +66,6 @@ class Instance:
     timers: dict[int, int] = field(default_factory=dict)
     action_ids: set[int] = field(default_factory=set)  # see orchestration.InstanceView
     final_commit: asyncio.Future[Any] | None = None  # the write of its terminal state
-    held_results: int = 0  # activity results written held, not yet committed (engine)
     turn: Turn | None = None
     queued: bool = False
     done: bool = False

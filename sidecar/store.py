@@ -51,7 +51,9 @@ SCHEMA_VERSION = 1
 # A held batch commits once it has this many ops. Each is a worker's completion call waiting for
 # its answer on one of dapr.ext.workflow's thread pools (cpu_count + 4 threads for activities,
 # as many for workflow turns): a batch that kept growing would leave the worker no thread to
-# run the next work item on, and the wait would end only with the delay.
+# run the next work item on, and the wait would end only with the delay. The engine holds a
+# chain's results and turns, which alternate, so a batch holds at most 5 of either: no more
+# than a one-core worker's pool, and the op after the fifth is the tenth, which commits.
 MAX_DEFERRED = 10
 
 SCHEMA = """

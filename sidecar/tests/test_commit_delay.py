@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dapr.ext.workflow import WorkflowStatus, when_all
 
 from sidecar import Sidecar
-from sidecar.engine import HELD_RESULTS_PER_INSTANCE
 from sidecar.instance import DELETE_ACTIVITY
 from sidecar.tests.harness import WAIT, WorkflowApp, sidecar_start
 
@@ -57,6 +57,19 @@ def record_defer_keys(sidecar: Sidecar) -> list[str | None]:
     return keys
 
 
+def start_waiting_workflow(app: WorkflowApp) -> tuple[Any, str]:
+    """Start a workflow that waits for an event that never comes; (client, instance id)."""
+
+    @app.runtime.workflow(name="waits")
+    def waits(ctx, _):
+        yield ctx.wait_for_external_event("never")
+
+    client = app.start()
+    iid = client.schedule_new_workflow("waits")
+    client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)
+    return client, iid
+
+
 def test_only_a_change_of_status_is_committed_at_once(sidecar: Sidecar) -> None:
     keys = record_defer_keys(sidecar)
     app = WorkflowApp(sidecar.grpc_address)
@@ -72,10 +85,7 @@ def test_only_a_change_of_status_is_committed_at_once(sidecar: Sidecar) -> None:
     # started it; then each activity's result and each turn that schedules the next one may
     # wait for the workflow's next step; the last turn (running -> completed) is waited for
     # again.
-    # (An activity result past HELD_RESULTS_PER_INSTANCE held ones commits at once.)
-    results = [iid if i < HELD_RESULTS_PER_INSTANCE else None for i in range(STEPS)]
-    turns = [iid] * (STEPS - 1) + [None]
-    assert keys == [None, None] + [k for pair in zip(results, turns, strict=True) for k in pair]
+    assert keys == [None, None] + [iid, iid] * (STEPS - 1) + [iid, None]
 
 
 def test_a_workflow_completes_promptly_with_fewer_commits_than_steps(
@@ -107,14 +117,7 @@ def test_client_operations_on_a_running_workflow_are_never_deferred(
 ) -> None:
     app = WorkflowApp(slow_committing_sidecar.grpc_address)
     try:
-
-        @app.runtime.workflow(name="waits")
-        def waits(ctx, _):
-            yield ctx.wait_for_external_event("never")
-
-        client = app.start()
-        iid = client.schedule_new_workflow("waits")
-        client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)
+        client, iid = start_waiting_workflow(app)
         keys = record_defer_keys(slow_committing_sidecar)
         client.raise_workflow_event(iid, "other")
         client.pause_workflow(iid)
@@ -138,14 +141,7 @@ def test_a_turn_that_leaves_the_workflow_waiting_commits_at_once(
 ) -> None:
     app = WorkflowApp(slow_committing_sidecar.grpc_address)
     try:
-
-        @app.runtime.workflow(name="waits")
-        def waits(ctx, _):
-            yield ctx.wait_for_external_event("never")
-
-        client = app.start()
-        iid = client.schedule_new_workflow("waits")
-        client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)
+        client, iid = start_waiting_workflow(app)
         keys = record_defer_keys(slow_committing_sidecar)
         client.raise_workflow_event(iid, "other")
         deadline = time.monotonic() + WAIT
