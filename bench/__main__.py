@@ -110,7 +110,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy the sidecar during the durable 1-worker throughput run",
+        help="py-spy the sidecar during a separate durable throughput run",
+    )
+    p.add_argument(
+        "--profile-workers",
+        type=int,
+        default=1,
+        help="worker processes in the --profile run (default 1)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary databases and logs")
     p.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
@@ -215,12 +221,12 @@ def run_sidecar(
 
 
 def profile_sidecar(args: argparse.Namespace, workdir: Path, log: Any) -> dict[str, Any] | None:
-    """A separate durable 1-worker throughput run with py-spy sampling the sidecar (native
+    """A separate durable throughput run (--profile-workers workers) with py-spy sampling the sidecar (native
     frames included), so the profiler's pauses never touch the figures in the table."""
     from bench.profile import Profiler
 
     db = str(workdir / "profile.db")
-    with dapr_runs.SidecarSystem(db=db, workers=1, log=log).start() as system:
+    with dapr_runs.SidecarSystem(db=db, workers=args.profile_workers, log=log).start() as system:
         port = system.port
         dapr_runs.run(
             lambda c: dapr_runs.closed_loop(
@@ -360,7 +366,8 @@ def main_suite(args: argparse.Namespace, workdir: Path, log: Any, out: dict[str,
     out["results"] = results
     if args.profile:
         print(
-            "- profiling the sidecar (durable, 1 worker) with py-spy in a separate run ...",
+            f"- profiling the sidecar (durable, {args.profile_workers} worker(s)) with py-spy"
+            " in a separate run ...",
             flush=True,
         )
         summary = profile_sidecar(args, workdir, log)

@@ -6,6 +6,7 @@ acknowledged before it is on disk); only how many steps one fsync covers changes
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,3 +228,54 @@ def test_a_fan_out_holds_only_its_last_result(
     assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED
     assert state.serialized_output == str(sum(i * i for i in range(24)))
     assert most == 1, most  # the last result, with no other activity left to run
+
+
+def test_stopping_answers_held_completion_calls_before_closing_the_server(
+    db_path: Path,
+) -> None:
+    # A held step's completion call waits for its commit. On shutdown the held steps commit
+    # first, so their calls are answered before the gRPC server starts closing rather than
+    # racing its grace period (with the longest delay, the hold would outlast it).
+    sidecar = sidecar_start(db_path, commit_delay_ms=1000)
+    engine, server = sidecar.engine, sidecar._server
+    assert engine is not None and server is not None
+    events: list[str] = []
+    complete_activity, stop_server = engine.complete_activity, server.stop
+
+    async def recording_complete_activity(response):
+        await complete_activity(response)
+        events.append("first step answered")
+
+    async def recording_stop(grace):
+        events.append("server closing")
+        await stop_server(grace)
+
+    engine.complete_activity = recording_complete_activity  # type: ignore[method-assign]
+    server.stop = recording_stop  # type: ignore[method-assign]
+    second_started, release = threading.Event(), threading.Event()
+    app = WorkflowApp(sidecar.grpc_address)
+    try:
+
+        @app.runtime.activity(name="step")
+        def step(ctx, n: int) -> int:
+            if n == 1:
+                second_started.set()
+                release.wait(WAIT)
+            return n + 1
+
+        @app.runtime.workflow(name="two_steps")
+        def two_steps(ctx, _):
+            first = yield ctx.call_activity(step, input=0)
+            return (yield ctx.call_activity(step, input=first))
+
+        client = app.start()
+        client.schedule_new_workflow("two_steps")
+        assert second_started.wait(WAIT)
+        # The first result and the turn that scheduled the second step are held together.
+        assert events == []
+        sidecar.stop()
+    finally:
+        release.set()
+        app.close()
+        sidecar.stop()
+    assert events == ["first step answered", "server closing"]
