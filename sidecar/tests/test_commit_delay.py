@@ -31,9 +31,10 @@ def slow_committing_sidecar(db_path: Path) -> Iterator[Sidecar]:
         sc.stop()
 
 
-def register_chain(app: WorkflowApp) -> None:
+def register_chain(app: WorkflowApp, step_seconds: float = 0.0) -> None:
     @app.runtime.activity(name="add_one")
     def add_one(ctx, value: int) -> int:
+        time.sleep(step_seconds)
         return value + 1
 
     @app.runtime.workflow(name="chain")
@@ -41,6 +42,22 @@ def register_chain(app: WorkflowApp) -> None:
         for _ in range(STEPS):
             value = yield ctx.call_activity(add_one, input=value)
         return value
+
+
+def run_chain_counting_commits(sidecar: Sidecar, step_seconds: float = 0.0) -> tuple[Any, int]:
+    """Run one chain of STEPS activities from 10; (its final state, the commits it took)."""
+    app = WorkflowApp(sidecar.grpc_address)
+    store = sidecar.store
+    assert store is not None
+    try:
+        register_chain(app, step_seconds)
+        client = app.start()
+        before = store.commits
+        iid = client.schedule_new_workflow("chain", input=10)
+        state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+        return state, store.commits - before
+    finally:
+        app.close()
 
 
 def record_defer_keys(sidecar: Sidecar) -> list[str | None]:
@@ -92,18 +109,7 @@ def test_only_a_change_of_status_is_committed_at_once(sidecar: Sidecar) -> None:
 def test_a_workflow_completes_promptly_with_fewer_commits_than_steps(
     slow_committing_sidecar: Sidecar,
 ) -> None:
-    app = WorkflowApp(slow_committing_sidecar.grpc_address)
-    store = slow_committing_sidecar.store
-    assert store is not None
-    try:
-        register_chain(app)
-        client = app.start()
-        before = store.commits
-        iid = client.schedule_new_workflow("chain", input=10)
-        state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
-        commits = store.commits - before
-    finally:
-        app.close()
+    state, commits = run_chain_counting_commits(slow_committing_sidecar)
     assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED
     assert state.serialized_output == str(10 + STEPS)
     # One commit per step without the delay: the start, 6 turns, 5 activity results.
@@ -158,30 +164,8 @@ def test_a_turn_that_leaves_the_workflow_waiting_commits_at_once(
 def test_a_chain_of_slow_steps_still_shares_commits(sidecar: Sidecar) -> None:
     # Each activity takes 40 ms, as a long workflow's turns take the SDK (it replays the whole
     # history): the steps are further apart than a few hops, and still share commits.
-    app = WorkflowApp(sidecar.grpc_address)
-    store = sidecar.store
-    assert store is not None
-    try:
-
-        @app.runtime.activity(name="slow_add_one")
-        def slow_add_one(ctx, value: int) -> int:
-            time.sleep(0.04)
-            return value + 1
-
-        @app.runtime.workflow(name="slow_chain")
-        def slow_chain(ctx, value: int):
-            for _ in range(STEPS):
-                value = yield ctx.call_activity(slow_add_one, input=value)
-            return value
-
-        client = app.start()
-        before = store.commits
-        iid = client.schedule_new_workflow("slow_chain", input=0)
-        state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
-        commits = store.commits - before
-    finally:
-        app.close()
-    assert state is not None and state.serialized_output == str(STEPS)
+    state, commits = run_chain_counting_commits(sidecar, step_seconds=0.04)
+    assert state is not None and state.serialized_output == str(10 + STEPS)
     # One commit per step would be 12; held: the start, the first turn, the last turn with
     # the steps in between (and one more if a hold ran out on a very slow machine).
     assert commits <= 5, f"{commits} commits for {2 + 2 * STEPS} steps"
