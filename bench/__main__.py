@@ -221,8 +221,8 @@ def run_sidecar(
 
 
 def profile_sidecar(args: argparse.Namespace, workdir: Path, log: Any) -> dict[str, Any] | None:
-    """A separate durable throughput run (--profile-workers workers) with py-spy sampling the sidecar (native
-    frames included), so the profiler's pauses never touch the figures in the table."""
+    """A separate durable throughput run (``--profile-workers`` workers) with py-spy sampling
+    the sidecar (native frames included), so the profiler's pauses never touch the table."""
     from bench.profile import Profiler
 
     db = str(workdir / "profile.db")

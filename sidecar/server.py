@@ -317,7 +317,8 @@ class Sidecar:
         assert self.engine is not None and self.store is not None
         self.engine.close()
         # Held steps commit now, so that their completion calls are answered within the
-        # server's grace period below rather than cancelled (their work would run again).
+        # server's grace period below rather than cancelled (the worker would see them fail,
+        # although the store's close commits them anyway).
         # (Bounded: a writer stuck on a locked database must not hold the shutdown up.)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.store.flush()), FLUSH_TIMEOUT_S)
