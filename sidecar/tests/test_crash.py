@@ -4,32 +4,63 @@ Both run as real processes (``python -m sidecar`` and ``sidecar.tests.worker_app
 SQLite file. After the kill a fresh process takes over and every instance must finish with
 exactly the output its input determines, and no timer may have fired early (the workflow
 checks its own clock, see ``worker_app.crash_chain``).
+
+Where a kill lands is decided by what the database shows, never by a sleep: the worker holds
+every first activity until all instances are scheduled (``CRASH_GATE``), so the flight starts
+together however slowly a busy machine schedules, and each kill waits for the stage of the
+flight it is meant to hit.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus
 
+from sidecar.api import TERMINAL_STATUSES
 from sidecar.tests.harness import (
+    WAIT,
     free_port,
     new_client,
     spawn_sidecar,
     spawn_worker,
     stop_process,
     wait_for_port,
+    wait_until,
 )
 from sidecar.tests.worker_app import crash_chain_expected
 
 pytestmark = [pytest.mark.crash, pytest.mark.timeout(240)]
 
 INSTANCES = 200
+
+
+class Flight:
+    """What the database shows of the instances at one moment."""
+
+    def __init__(self, db: Path) -> None:
+        # Read-only: after a SIGKILL this must not be the connection that checkpoints the
+        # write-ahead log away, the next sidecar's recovery is part of what is tested.
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            statuses = [row[0] for row in conn.execute("SELECT status FROM instances")]
+            self.waiting_on_timer = conn.execute("SELECT COUNT(*) FROM timers").fetchone()[0]
+        finally:
+            conn.close()
+        self.finished = sum(status in TERMINAL_STATUSES for status in statuses)
+        self.unfinished = len(statuses) - self.finished
+
+    def __repr__(self) -> str:
+        return (
+            f"Flight(unfinished={self.unfinished}, finished={self.finished},"
+            f" waiting_on_timer={self.waiting_on_timer})"
+        )
 
 
 class Cluster:
@@ -39,8 +70,9 @@ class Cluster:
         self.port = free_port()
         self.db = tmp_path / "crash.db"
         self.log = tmp_path / "sidecar.log"
+        self.gate = tmp_path / "gate"
         self.sidecar = self.start_sidecar()
-        self.worker = spawn_worker(self.port)
+        self.worker = spawn_worker(self.port, CRASH_GATE=str(self.gate))
         self.client = new_client(f"127.0.0.1:{self.port}")
 
     def start_sidecar(self):
@@ -48,29 +80,54 @@ class Cluster:
         wait_for_port(self.port, proc)
         return proc
 
-    def kill_sidecar_and_restart(self, *, same_port: bool, downtime: float = 0.0) -> None:
-        """SIGKILL the sidecar and start a new one on the same database.
+    def start_worker(self) -> None:
+        self.worker = spawn_worker(self.port, CRASH_GATE=str(self.gate))
+
+    def kill_worker(self) -> None:
+        assert self.worker is not None
+        self.worker.kill()
+        self.worker.wait(10)
+        self.worker = None
+
+    def flight(self) -> Flight:
+        return Flight(self.db)
+
+    def wait_for_flight(self, stage: str, reached: Callable[[Flight], bool]) -> Flight:
+        """Poll the database until ``reached(flight)``; fails with what it last saw."""
+        seen: list[Flight] = []
+
+        def check() -> bool:
+            seen.append(self.flight())
+            return reached(seen[-1])
+
+        assert wait_until(check, timeout=WAIT * 2, step=0.02), f"never {stage}: {seen[-1]}"
+        return seen[-1]
+
+    def kill_sidecar(self) -> None:
+        self.sidecar.kill()
+        self.sidecar.wait(10)
+
+    def restart_sidecar(self, *, same_port: bool, downtime: float = 0.0) -> None:
+        """Start a new sidecar on the killed one's database.
 
         ``same_port`` is what a user does (``--grpc-port 50001`` again); the killed process's
         connections are then still in TIME_WAIT. With a new port the worker and client move
         too (the worker is SIGKILLed as well: it cannot be told about the new port).
         """
-        self.sidecar.kill()
-        self.sidecar.wait(10)
         if not same_port:
-            self.worker.kill()
-            self.worker.wait(10)
+            self.kill_worker()
             self.client.close()
             self.port = free_port()
         time.sleep(downtime)
         self.sidecar = self.start_sidecar()
         if not same_port:
-            self.worker = spawn_worker(self.port)
+            self.start_worker()
             self.client = new_client(f"127.0.0.1:{self.port}")
 
     def close(self) -> None:
         self.client.close()
-        stop_process(self.worker)
+        if self.worker is not None:
+            stop_process(self.worker)
         stop_process(self.sidecar)
 
 
@@ -83,22 +140,24 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         c.close()
 
 
-def _schedule_all(client: DaprWorkflowClient) -> list[str]:
+def _schedule_all_then_open_gate(cluster: Cluster) -> list[str]:
+    """Schedule every instance, then let their first activities run: no instance can be done
+    before a timer (1-3 s) after the gate opens, however long scheduling took."""
+
     def start(n: int) -> str:
-        return client.schedule_new_workflow("crash_chain", input=n, instance_id=f"crash-{n:04d}")
+        return cluster.client.schedule_new_workflow(
+            "crash_chain", input=n, instance_id=f"crash-{n:04d}"
+        )
 
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(start, range(INSTANCES)))
+        ids = list(pool.map(start, range(INSTANCES)))
+    cluster.gate.touch()
+    return ids
 
 
-def _unfinished(client: DaprWorkflowClient, ids: list[str]) -> int:
-    terminal = {WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.TERMINATED}
-    return sum(
-        1
-        for i in ids
-        if (s := client.get_workflow_state(i, fetch_payloads=False)) is None
-        or s.runtime_status not in terminal
-    )
+def _many_waiting_on_timers(flight: Flight) -> bool:
+    """Activities done for a quarter of the instances and their timers (1-3 s) pending."""
+    return flight.waiting_on_timer >= INSTANCES // 4
 
 
 def _assert_all_correct(cluster: Cluster, ids: list[str]) -> None:
@@ -125,47 +184,54 @@ def _assert_outputs(client: DaprWorkflowClient, ids: list[str]) -> None:
 
 @pytest.mark.parametrize("same_port", [True, False], ids=["same_port", "new_port"])
 def test_crash_sidecar_sigkill_mid_flight_all_complete(cluster: Cluster, same_port: bool) -> None:
-    ids = _schedule_all(cluster.client)
-    time.sleep(0.5)  # activities done, timers (1-3 s) pending: the middle of the flight
-    unfinished = _unfinished(cluster.client, ids)
+    ids = _schedule_all_then_open_gate(cluster)
+    cluster.wait_for_flight("many waiting on timers", _many_waiting_on_timers)
 
-    cluster.kill_sidecar_and_restart(same_port=same_port)
+    cluster.kill_sidecar()
+    at_kill = cluster.flight()  # exactly what the dead sidecar left on disk
+    cluster.restart_sidecar(same_port=same_port)
 
-    assert unfinished > INSTANCES // 2
+    assert at_kill.unfinished > INSTANCES // 2, at_kill
     _assert_all_correct(cluster, ids)
 
 
 @pytest.mark.parametrize("same_port", [True, False], ids=["same_port", "new_port"])
 def test_crash_sidecar_sigkill_twice_while_timers_due(cluster: Cluster, same_port: bool) -> None:
-    ids = _schedule_all(cluster.client)
-    # Every timer falls due while the sidecar is down; then a second kill right after restart.
-    cluster.kill_sidecar_and_restart(same_port=same_port, downtime=3.5)
+    ids = _schedule_all_then_open_gate(cluster)
+    cluster.wait_for_flight("many waiting on timers", _many_waiting_on_timers)
+    # Every pending timer falls due while the sidecar is down; then a second kill right after
+    # the restart, while the first of them are being delivered.
+    cluster.kill_sidecar()
+    at_kill = cluster.flight()
+    cluster.restart_sidecar(same_port=same_port, downtime=3.5)
     time.sleep(0.3)
-    cluster.kill_sidecar_and_restart(same_port=same_port)
+    cluster.kill_sidecar()
+    cluster.restart_sidecar(same_port=same_port)
 
+    assert at_kill.waiting_on_timer >= INSTANCES // 4, at_kill
     _assert_all_correct(cluster, ids)
 
 
 def test_crash_worker_sigkill_mid_flight_all_complete(cluster: Cluster) -> None:
-    ids = _schedule_all(cluster.client)
-    time.sleep(0.5)
-    unfinished = _unfinished(cluster.client, ids)
+    ids = _schedule_all_then_open_gate(cluster)
+    at_kill = cluster.wait_for_flight("many waiting on timers", _many_waiting_on_timers)
 
-    cluster.worker.kill()
-    cluster.worker.wait(10)
+    cluster.kill_worker()
     time.sleep(0.5)
-    cluster.worker = spawn_worker(cluster.port)
+    cluster.start_worker()
 
-    assert unfinished > INSTANCES // 2
+    assert at_kill.unfinished > INSTANCES // 2, at_kill
     _assert_all_correct(cluster, ids)
 
 
 def test_crash_worker_sigkill_while_timers_fire(cluster: Cluster) -> None:
-    ids = _schedule_all(cluster.client)
-    time.sleep(1.5)  # some timers have fired and their fan-out activities are in flight
-    cluster.worker.kill()
-    cluster.worker.wait(10)
+    ids = _schedule_all_then_open_gate(cluster)
+    # Some timers have fired (1 s timers: those workflows are done or in their fan-out) while
+    # the 2-3 s ones are pending.
+    at_kill = cluster.wait_for_flight("some finished", lambda f: f.finished >= 10)
+    cluster.kill_worker()
     time.sleep(2.0)  # the rest fall due with no worker connected
-    cluster.worker = spawn_worker(cluster.port)
+    cluster.start_worker()
 
+    assert at_kill.waiting_on_timer > 0, at_kill
     _assert_all_correct(cluster, ids)

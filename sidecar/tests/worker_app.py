@@ -10,9 +10,11 @@ expected output without knowing how often an activity ran (activities are at-lea
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+import time
 from datetime import timedelta
 
 from dapr.ext.workflow import DaprWorkflowContext, WorkflowRuntime, when_all
@@ -24,11 +26,23 @@ def crash_chain_expected(n: int) -> dict[str, object]:
     return {"n": n, "doubled": doubled, "fanned": [doubled + i for i in range(3)], "early": False}
 
 
+def _wait_for_gate() -> None:
+    """Hold while ``CRASH_GATE`` names a file that does not exist yet.
+
+    The crash tests open the gate once every instance is scheduled (scheduling waits for each
+    workflow's first turn, so it needs the worker), and the flight starts together from there.
+    """
+    gate = os.environ.get("CRASH_GATE")
+    while gate and not os.path.exists(gate):
+        time.sleep(0.01)
+
+
 def build_runtime() -> WorkflowRuntime:
     runtime = WorkflowRuntime()
 
     @runtime.activity(name="crash_double")
     def crash_double(ctx, n: int) -> int:
+        _wait_for_gate()
         return n * 2
 
     @runtime.activity(name="crash_add")
