@@ -22,7 +22,7 @@ import grpc
 from dapr.ext.workflow import DaprWorkflowClient, WorkflowRuntime
 from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grpc as stubs
 from dapr.ext.workflow._durabletask.internal import protos as pb
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, wrappers_pb2
 
 from sidecar import Sidecar
 
@@ -175,6 +175,34 @@ class RawWorker:
     def close(self) -> None:
         self._stream.cancel()
         self._thread.join(timeout=5)
+
+
+# -- hand-written protocol messages, for a RawWorker ------------------------------------------
+
+
+def string_value(text: str) -> wrappers_pb2.StringValue:
+    return wrappers_pb2.StringValue(value=text)
+
+
+def schedule_task(action_id: int, name: str, data: str | None = None) -> pb.WorkflowAction:
+    return pb.WorkflowAction(
+        id=action_id,
+        scheduleTask=pb.ScheduleTaskAction(
+            name=name,
+            input=string_value(data) if data is not None else None,
+            taskExecutionId=f"exec-{action_id}",
+        ),
+    )
+
+
+def start_raw(stub: stubs.TaskHubSidecarServiceStub, instance_id: str, name: str = "raw_wf"):
+    """StartInstance blocks until the first turn is committed, so it runs on a thread."""
+    return in_thread(
+        lambda: stub.StartInstance(
+            pb.CreateInstanceRequest(instanceId=instance_id, name=name, input=string_value('"in"')),
+            timeout=WAIT,
+        )
+    )
 
 
 # -- subprocesses (CLI and crash tests) -----------------------------------------------------

@@ -15,11 +15,19 @@ from typing import Any, NamedTuple
 
 import pytest
 from dapr.ext.workflow import WorkflowStatus, when_all
+from dapr.ext.workflow._durabletask.internal import protos as pb
 
 from sidecar import Sidecar
 from sidecar.instance import DELETE_ACTIVITY
 from sidecar.server import DEFAULT_COMMIT_DELAY_MS
-from sidecar.tests.harness import WAIT, WorkflowApp, sidecar_start
+from sidecar.tests.harness import (
+    WAIT,
+    RawWorker,
+    WorkflowApp,
+    schedule_task,
+    sidecar_start,
+    start_raw,
+)
 
 STEPS = 5
 
@@ -329,3 +337,43 @@ def test_stopping_answers_held_completion_calls_before_closing_the_server(
         app.close()
         sidecar.stop()
     assert events == ["first step answered", "server closing"]
+
+
+def test_a_turn_that_an_event_arrived_during_is_held_for_the_next_turn(
+    sidecar: Sidecar, stub, raw_worker: RawWorker
+) -> None:
+    # Driven by hand, so that the event arrives while the turn is with the worker: the turn's
+    # outcome leaves the workflow waiting, but the event makes the next turn due at once.
+    thread, _ = start_raw(stub, "held-1")
+    first = raw_worker.next_item()
+    stub.CompleteOrchestratorTask(
+        pb.WorkflowResponse(
+            instanceId="held-1",
+            actions=[schedule_task(1, "act")],
+            completionToken=first.completionToken,
+        ),
+        timeout=WAIT,
+    )
+    thread.join(WAIT)
+    activity = raw_worker.next_item()
+    stub.CompleteActivityTask(
+        pb.ActivityResponse(
+            instanceId="held-1", taskId=1, completionToken=activity.completionToken
+        ),
+        timeout=WAIT,
+    )
+    second = raw_worker.next_item()
+    stub.RaiseEvent(pb.RaiseEventRequest(instanceId="held-1", name="ev"), timeout=WAIT)
+
+    log = StoreLog(sidecar)
+    stub.CompleteOrchestratorTask(
+        pb.WorkflowResponse(instanceId="held-1", completionToken=second.completionToken),
+        timeout=WAIT,
+    )
+    third = raw_worker.next_item()
+
+    assert [e.WhichOneof("eventType") for e in third.workflowRequest.newEvents] == [
+        "workflowStarted",
+        "eventRaised",
+    ]
+    assert log.keys() == ["held-1"]

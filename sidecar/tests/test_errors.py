@@ -17,15 +17,19 @@ import pytest
 from dapr.ext.workflow import TaskFailedError, WorkflowStatus
 from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grpc as stubs
 from dapr.ext.workflow._durabletask.internal import protos as pb
-from google.protobuf import empty_pb2, wrappers_pb2
+from google.protobuf import empty_pb2
 
-from sidecar.tests.harness import WAIT, RawWorker, WorkflowApp, in_thread
+from sidecar.tests.harness import (
+    WAIT,
+    RawWorker,
+    WorkflowApp,
+    in_thread,
+    schedule_task,
+    start_raw,
+    string_value,
+)
 
 # -- helpers for hand-written protocol messages ------------------------------------------------
-
-
-def _sv(text: str) -> wrappers_pb2.StringValue:
-    return wrappers_pb2.StringValue(value=text)
 
 
 def _complete(action_id: int, result: str | None = None) -> pb.WorkflowAction:
@@ -33,29 +37,8 @@ def _complete(action_id: int, result: str | None = None) -> pb.WorkflowAction:
         id=action_id,
         completeWorkflow=pb.CompleteWorkflowAction(
             workflowStatus=pb.ORCHESTRATION_STATUS_COMPLETED,
-            result=_sv(result) if result is not None else None,
+            result=string_value(result) if result is not None else None,
         ),
-    )
-
-
-def _schedule(action_id: int, name: str, data: str | None = None) -> pb.WorkflowAction:
-    return pb.WorkflowAction(
-        id=action_id,
-        scheduleTask=pb.ScheduleTaskAction(
-            name=name,
-            input=_sv(data) if data is not None else None,
-            taskExecutionId=f"exec-{action_id}",
-        ),
-    )
-
-
-def _start_raw(stub: stubs.TaskHubSidecarServiceStub, instance_id: str, name: str = "raw_wf"):
-    """StartInstance blocks until the first turn is committed, so it runs on a thread."""
-    return in_thread(
-        lambda: stub.StartInstance(
-            pb.CreateInstanceRequest(instanceId=instance_id, name=name, input=_sv('"in"')),
-            timeout=WAIT,
-        )
     )
 
 
@@ -268,7 +251,7 @@ def test_oversized_activity_result_fails_task(app: WorkflowApp) -> None:
 
 def test_work_item_shape_for_first_turn_and_activity(stub, raw_worker: RawWorker) -> None:
     before = datetime.now(UTC)
-    thread, box = _start_raw(stub, "shape-1")
+    thread, box = start_raw(stub, "shape-1")
     item = raw_worker.next_item()
     req = item.workflowRequest
 
@@ -288,7 +271,7 @@ def test_work_item_shape_for_first_turn_and_activity(stub, raw_worker: RawWorker
     stub.CompleteOrchestratorTask(
         pb.WorkflowResponse(
             instanceId="shape-1",
-            actions=[_schedule(1, "act", '"payload"')],
+            actions=[schedule_task(1, "act", '"payload"')],
             completionToken=item.completionToken,
         ),
         timeout=10,
@@ -310,7 +293,7 @@ def test_work_item_shape_for_first_turn_and_activity(stub, raw_worker: RawWorker
         pb.ActivityResponse(
             instanceId="shape-1",
             taskId=1,
-            result=_sv('"done"'),
+            result=string_value('"done"'),
             completionToken=activity_item.completionToken,
         ),
         timeout=10,
@@ -333,7 +316,7 @@ def test_work_item_shape_for_first_turn_and_activity(stub, raw_worker: RawWorker
 
 
 def _first_turn(stub, raw_worker: RawWorker, instance_id: str):
-    thread, box = _start_raw(stub, instance_id)
+    thread, box = start_raw(stub, instance_id)
     return thread, box, raw_worker.next_item()
 
 
@@ -386,7 +369,7 @@ def test_complete_orchestrator_task_duplicate_action_ids_rejected(
         stub.CompleteOrchestratorTask,
         pb.WorkflowResponse(
             instanceId="dup-actions",
-            actions=[_schedule(1, "a"), _schedule(1, "b")],
+            actions=[schedule_task(1, "a"), schedule_task(1, "b")],
             completionToken=item.completionToken,
         ),
     )
@@ -410,7 +393,9 @@ def test_complete_orchestrator_task_action_not_fitting_history_rejected(
     thread, box, item = _first_turn(stub, raw_worker, "misfit")
     stub.CompleteOrchestratorTask(
         pb.WorkflowResponse(
-            instanceId="misfit", actions=[_schedule(1, "a")], completionToken=item.completionToken
+            instanceId="misfit",
+            actions=[schedule_task(1, "a")],
+            completionToken=item.completionToken,
         ),
         timeout=10,
     )
@@ -418,7 +403,10 @@ def test_complete_orchestrator_task_action_not_fitting_history_rejected(
     activity = raw_worker.next_item()
     stub.CompleteActivityTask(
         pb.ActivityResponse(
-            instanceId="misfit", taskId=1, result=_sv("1"), completionToken=activity.completionToken
+            instanceId="misfit",
+            taskId=1,
+            result=string_value("1"),
+            completionToken=activity.completionToken,
         ),
         timeout=10,
     )
@@ -430,7 +418,7 @@ def test_complete_orchestrator_task_action_not_fitting_history_rejected(
         stub.CompleteOrchestratorTask,
         pb.WorkflowResponse(
             instanceId="misfit",
-            actions=[_schedule(1, "again")],
+            actions=[schedule_task(1, "again")],
             completionToken=turn2.completionToken,
         ),
     )
@@ -451,7 +439,9 @@ def test_complete_activity_unknown_task_id_rejected(stub, raw_worker: RawWorker)
     thread, box, item = _first_turn(stub, raw_worker, "task-ids")
     stub.CompleteOrchestratorTask(
         pb.WorkflowResponse(
-            instanceId="task-ids", actions=[_schedule(1, "a")], completionToken=item.completionToken
+            instanceId="task-ids",
+            actions=[schedule_task(1, "a")],
+            completionToken=item.completionToken,
         ),
         timeout=10,
     )
@@ -463,7 +453,7 @@ def test_complete_activity_unknown_task_id_rejected(stub, raw_worker: RawWorker)
         pb.ActivityResponse(
             instanceId="task-ids",
             taskId=99,
-            result=_sv("1"),
+            result=string_value("1"),
             completionToken=activity.completionToken,
         ),
     )
@@ -478,7 +468,7 @@ def test_duplicate_activity_completion_recorded_once(stub, raw_worker: RawWorker
     stub.CompleteOrchestratorTask(
         pb.WorkflowResponse(
             instanceId="dup-result",
-            actions=[_schedule(1, "a")],
+            actions=[schedule_task(1, "a")],
             completionToken=item.completionToken,
         ),
         timeout=10,
@@ -488,7 +478,7 @@ def test_duplicate_activity_completion_recorded_once(stub, raw_worker: RawWorker
     response = pb.ActivityResponse(
         instanceId="dup-result",
         taskId=1,
-        result=_sv('"r"'),
+        result=string_value('"r"'),
         completionToken=activity.completionToken,
     )
 
@@ -516,7 +506,7 @@ def test_duplicate_activity_completion_recorded_once(stub, raw_worker: RawWorker
 
 def test_turn_redispatched_after_stream_drops(stub) -> None:
     first = RawWorker(stub)
-    thread, box = _start_raw(stub, "redispatch-1")
+    thread, box = start_raw(stub, "redispatch-1")
     lost = first.next_item()
     first.close()  # the turn is never completed
 
@@ -545,12 +535,12 @@ def test_turn_redispatched_after_stream_drops(stub) -> None:
 
 def test_activity_redispatched_after_stream_drops(stub) -> None:
     first = RawWorker(stub)
-    thread, box = _start_raw(stub, "act-redispatch")
+    thread, box = start_raw(stub, "act-redispatch")
     turn = first.next_item()
     stub.CompleteOrchestratorTask(
         pb.WorkflowResponse(
             instanceId="act-redispatch",
-            actions=[_schedule(1, "slow", '"arg"')],
+            actions=[schedule_task(1, "slow", '"arg"')],
             completionToken=turn.completionToken,
         ),
         timeout=10,
@@ -571,7 +561,7 @@ def test_activity_redispatched_after_stream_drops(stub) -> None:
             pb.ActivityResponse(
                 instanceId="act-redispatch",
                 taskId=1,
-                result=_sv('"ok"'),
+                result=string_value('"ok"'),
                 completionToken=again.completionToken,
             ),
             timeout=10,
