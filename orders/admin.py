@@ -22,7 +22,11 @@ from orders.templatetags.order_tags import duration
 
 
 class RestockForm(ActionForm):
-    quantity = forms.IntegerField(min_value=1, initial=10, required=False, label="Units")
+    # Text, checked by the action: an invalid number in an IntegerField would make Django's
+    # changelist answer "No action selected." instead of saying what is wrong with it.
+    quantity = forms.CharField(
+        initial="10", required=False, label="Units", widget=forms.NumberInput(attrs={"min": 1})
+    )
 
 
 @admin.register(InventoryItem)
@@ -38,25 +42,29 @@ class InventoryItemAdmin(admin.ModelAdmin):
 
     @admin.action(permissions=["change"], description="Restock selected items")
     def restock(self, request: HttpRequest, queryset: QuerySet[InventoryItem]) -> None:
-        try:
-            units = int(request.POST.get("quantity") or 10)
-        except ValueError:
-            units = 0
-        if units < 1:
-            self.message_user(request, "Restock by a whole number of at least 1.", messages.ERROR)
-            return
+        text = (request.POST.get("quantity") or "10").strip()
+        units = int(text) if text.isdigit() and len(text) <= 12 else 0
+        restocked, refusals = 0, {}
         for item in queryset:
-            services.inventory_restock(item_id=item.pk, quantity=units)
-        self.message_user(
-            request,
-            ngettext(
-                "Restocked %(count)d item by %(units)d units.",
-                "Restocked %(count)d items by %(units)d units each.",
-                len(queryset),
+            try:
+                services.inventory_restock(item_id=item.pk, quantity=units)
+            except OrderError as error:
+                refusals[str(error)] = None  # a bad number is refused alike for every item
+            else:
+                restocked += 1
+        for refusal in refusals:
+            self.message_user(request, refusal, messages.ERROR)
+        if restocked:
+            self.message_user(
+                request,
+                ngettext(
+                    "Restocked %(count)d item by %(units)d units.",
+                    "Restocked %(count)d items by %(units)d units each.",
+                    restocked,
+                )
+                % {"count": restocked, "units": units},
+                messages.SUCCESS,
             )
-            % {"count": len(queryset), "units": units},
-            messages.SUCCESS,
-        )
 
 
 class ReadOnlyOrderInline(admin.TabularInline):

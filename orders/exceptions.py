@@ -19,6 +19,10 @@ class NotEnoughStock(OrderError):
     pass
 
 
+class InvalidFormToken(OrderError):
+    pass
+
+
 class OrderNotFound(OrderError):
     pass
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from orders.models import InventoryItem
+from orders.models import MAX_UNITS, InventoryItem
 from orders.selectors import inventory_list
 from orders.services import amount_text
 
@@ -24,8 +24,22 @@ class OrderForm(forms.Form):
     quantity = forms.IntegerField(
         label="Quantity",
         min_value=1,
+        max_value=MAX_UNITS,
         initial=1,
-        error_messages={"invalid": "Enter a whole number.", "min_value": "Order at least 1."},
+        error_messages={
+            "invalid": "Enter a whole number.",
+            "min_value": "Order at least 1.",
+            "max_value": "No item is stocked in that number; order fewer.",
+        },
+    )
+
+    # Made when the form is shown and sent back with it: the same form sent twice places one
+    # order (services.order_place).
+    form_token = forms.RegexField(
+        regex=r"^[0-9a-f]{32}$",
+        required=False,
+        widget=forms.HiddenInput,
+        error_messages={"invalid": "This form is out of date; reload the page and order again."},
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

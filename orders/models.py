@@ -16,6 +16,12 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+# The largest count a PositiveIntegerField holds on every database (PostgreSQL's integer). An
+# item's on_hand + reserved + sold never exceeds it (restock checks), so no column can overflow.
+MAX_UNITS = 2**31 - 1
+# The largest amount Order.total_cost holds (14 digits, 2 of them cents).
+MAX_TOTAL = Decimal("999999999999.99")
+
 
 def new_order_id() -> str:
     return uuid.uuid4().hex

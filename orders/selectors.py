@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.db.models import QuerySet
@@ -31,6 +32,20 @@ def order_get(*, order_id: str) -> Order:
 
 def order_timeline(*, order: Order) -> QuerySet[OrderEvent]:
     return order.events.all()
+
+
+def decision_text(*, order: Order, events: Iterable[OrderEvent]) -> str | None:
+    """The manager's decision as the order page states it; None while there is none.
+
+    A decision sent in the approval window's last moment can reach the workflow after its
+    timer has cancelled the order: the page then says the decision came too late, rather than
+    "Approved" next to "Cancelled"."""
+    if order.approved is None or order.decided_by is None:
+        return None
+    text = f"{'Approved' if order.approved else 'Rejected'} by {order.decided_by.get_username()}"
+    if any(event.step == "timed_out" for event in events):  # the workflow's timeout step
+        return f"{text}, too late: the approval window had closed"
+    return text
 
 
 def approval_time_left(*, order: Order) -> timedelta | None:

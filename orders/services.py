@@ -13,6 +13,8 @@ that finds its row returns what was recorded and changes nothing, so an activity
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -29,6 +31,7 @@ from orders.exceptions import (
     ApprovalNotPermitted,
     ApprovalWindowClosed,
     EngineUnavailable,
+    InvalidFormToken,
     InvalidQuantity,
     InventoryUpdateFailed,
     NotAwaitingApproval,
@@ -39,12 +42,15 @@ from orders.exceptions import (
     UnknownItem,
 )
 from orders.models import (
+    MAX_TOTAL,
+    MAX_UNITS,
     InventoryItem,
     LedgerEntry,
     LedgerStep,
     Order,
     OrderEvent,
     OrderStatus,
+    new_order_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,6 +59,8 @@ User = AbstractBaseUser | AnonymousUser
 
 APPROVE_PERMISSION = "orders.approve_order"
 CANCEL_PERMISSION = "orders.change_order"
+FORM_TOKEN = re.compile(r"[0-9a-f]{32}")
+FORM_ORDERS = uuid.UUID("5d0c3c4e-8f0b-4a57-9a55-6a1f2f6f1c11")  # namespace of form-placed ids
 
 
 def amount_text(amount: Decimal) -> str:
@@ -74,15 +82,28 @@ def _entry(order: Order, step: LedgerStep) -> LedgerEntry | None:
 # --- placing and scheduling -----------------------------------------------------------------
 
 
-def order_place(*, item_id: int, quantity: int) -> Order:
+def order_place(*, item_id: int, quantity: int, form_token: str | None = None) -> Order:
     """Write the order (its id is the workflow instance id), then schedule its workflow.
 
     The row is committed before the engine hears of it, so no workflow runs for an order that
     does not exist; if scheduling fails the order waits for runworker's sweep.
+
+    ``form_token`` (32 hex digits, made when the order form is shown) makes a repeat harmless:
+    the order's id is derived from it and the figures, so the same form sent again with the
+    same item and quantity (a double click, a resubmit after Back) returns the order it placed
+    the first time, and sent with other figures places another.
     """
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
         raise InvalidQuantity("Quantity must be a whole number of at least 1.")
+    order_id = new_order_id()
+    if form_token is not None:
+        if not FORM_TOKEN.fullmatch(form_token):
+            raise InvalidFormToken("This form is out of date; reload the page and order again.")
+        order_id = uuid.uuid5(FORM_ORDERS, f"{form_token}/{item_id}/{quantity}").hex
     with transaction.atomic():
+        placed = Order.objects.filter(pk=order_id).first()
+        if placed is not None:
+            return placed
         try:
             item = InventoryItem.objects.get(pk=item_id)
         except (InventoryItem.DoesNotExist, ValueError, TypeError):
@@ -91,9 +112,20 @@ def order_place(*, item_id: int, quantity: int) -> Order:
             raise NotEnoughStock(
                 f"Only {item.on_hand} {item.name} available; you asked for {quantity}."
             )
-        order = Order.objects.create(
-            item=item, quantity=quantity, total_cost=item.unit_cost * quantity
-        )
+        total = item.unit_cost * quantity
+        if total > MAX_TOTAL:
+            raise InvalidQuantity(
+                f"{quantity} {item.name} would cost ${amount_text(total)}; an order's total"
+                f" must not exceed ${amount_text(MAX_TOTAL)}."
+            )
+        try:
+            with transaction.atomic():
+                order = Order.objects.create(
+                    id=order_id, item=item, quantity=quantity, total_cost=total
+                )
+        except IntegrityError:
+            # The same form, sent twice at once: the other request has just placed it.
+            return Order.objects.get(pk=order_id)
     transaction.on_commit(lambda: order_schedule(order_id=order.id))
     return order
 
@@ -211,6 +243,10 @@ def inventory_deduct(*, order_id: str) -> int:
     with transaction.atomic():
         order = _locked_order(order_id)
         if _entry(order, LedgerStep.DEDUCT) is None:
+            if order.is_final:  # cancelled (or closed) while the workflow ran: nothing ships
+                raise InventoryUpdateFailed(
+                    f"Order {order.id} is {order.get_status_display().lower()}."
+                )
             reserved = _entry(order, LedgerStep.RESERVE)
             if reserved is None or _entry(order, LedgerStep.RELEASE) is not None:
                 raise InventoryUpdateFailed(f"Order {order.id} holds no reserved stock.")
@@ -337,19 +373,16 @@ def order_send_decision(*, order_id: str) -> bool:
 
 
 def order_cancel(*, order_id: str, user: User) -> Order:
-    """Stop the order's workflow, release its stock and refund it if it was paid.
+    """Cancel the order, release its stock and refund it if it was paid; then stop its workflow.
 
-    The workflow is terminated before anything is released, so it cannot go on to take stock
-    that was just given back; an activity already in flight finds the order cancelled and does
-    nothing (see ``inventory_reserve`` / ``payment_process``).
+    The order is closed first, under its lock: a step of the workflow either committed before
+    (an order whose goods have left is not cancellable) or runs after and finds the order
+    cancelled, and does nothing (``inventory_reserve``, ``payment_process``,
+    ``inventory_deduct``). So stopping the workflow afterwards only saves it the work; when the
+    engine cannot be reached the order is cancelled all the same.
     """
     if not user.is_active or not user.has_perm(CANCEL_PERMISSION):
         raise ApprovalNotPermitted("You are not allowed to cancel orders.")
-    order = Order.objects.filter(pk=order_id).first()
-    if order is None:
-        raise OrderNotFound(f"There is no order {order_id}.")
-    _check_cancellable(order)
-    engine.workflow_terminate(order.id)
     with transaction.atomic():
         order = _locked_order(order_id)
         _check_cancellable(order)
@@ -364,6 +397,10 @@ def order_cancel(*, order_id: str, user: User) -> Order:
         order.status = OrderStatus.CANCELLED
         order.result = {"processed": False}
         order.save(update_fields=["status", "result", "updated_at"])
+    try:
+        engine.workflow_terminate(order.id)
+    except EngineUnavailable as error:
+        logger.warning("Order %s cancelled; its workflow was not stopped: %s", order.id, error)
     return order
 
 
@@ -378,11 +415,25 @@ def _check_cancellable(order: Order) -> None:
 
 def order_fail_stuck(*, order_id: str, reason: str) -> bool:
     """Close an order whose workflow ended without saying so (failed or terminated outside the
-    app): refund, release, mark it failed. Safe to run twice."""
+    app): refund, release, mark it failed; or, when its goods have already left the shop (its
+    last notification is what went missing), mark it completed. Safe to run twice."""
     with transaction.atomic():
         order = _locked_order(order_id)
         if order.is_final:
             return False
+        if _entry(order, LedgerStep.DEDUCT) is not None:
+            OrderEvent.objects.get_or_create(
+                order=order,
+                step="completed",
+                defaults={"message": f"Order {order.id} has completed!"},
+            )
+            order.status = OrderStatus.COMPLETED
+            order.result = {"processed": True}
+            order.save(update_fields=["status", "result", "updated_at"])
+            logger.warning(
+                "Order %s marked completed (%s): its goods had shipped", order_id, reason
+            )
+            return True
         _refund_locked(order)
         _release_locked(order)
         OrderEvent.objects.get_or_create(
@@ -399,12 +450,29 @@ def order_fail_stuck(*, order_id: str, reason: str) -> bool:
 
 
 def inventory_restock(*, item_id: int, quantity: int) -> InventoryItem:
-    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
-        raise InvalidQuantity("Restock by a whole number of at least 1.")
-    updated = InventoryItem.objects.filter(pk=item_id).update(on_hand=F("on_hand") + quantity)
-    if not updated:
+    """Add ``quantity`` units to the item's free stock, keeping every unit it has ever held
+    (free, reserved, sold) within ``MAX_UNITS``, so that no later movement can overflow."""
+    if (
+        isinstance(quantity, bool)
+        or not isinstance(quantity, int)
+        or not 1 <= quantity <= MAX_UNITS
+    ):
+        raise InvalidQuantity(f"Restock by a whole number from 1 to {MAX_UNITS}.")
+    updated = (
+        InventoryItem.objects.filter(pk=item_id)
+        .alias(units=F("on_hand") + F("reserved") + F("sold"))
+        .filter(units__lte=MAX_UNITS - quantity)
+        .update(on_hand=F("on_hand") + quantity)
+    )
+    item = InventoryItem.objects.filter(pk=item_id).first()
+    if item is None:
         raise UnknownItem("That item is not in the inventory.")
-    return InventoryItem.objects.get(pk=item_id)
+    if not updated:
+        raise InvalidQuantity(
+            f"{item.name} cannot hold {quantity} more units: free, reserved and sold units"
+            f" together must not exceed {MAX_UNITS}."
+        )
+    return item
 
 
 SEED_INVENTORY: tuple[tuple[str, Decimal, int], ...] = (

@@ -3,6 +3,8 @@ htmx, its fragment."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -16,11 +18,13 @@ from orders.models import OrderStatus
 
 @require_http_methods(["GET", "POST"])
 def order_create(request: HttpRequest) -> HttpResponse:
-    form = OrderForm(request.POST or None)
+    form = OrderForm(request.POST or None, initial={"form_token": uuid.uuid4().hex})
     if form.is_valid():
         try:
             order = services.order_place(
-                item_id=form.cleaned_data["item"].pk, quantity=form.cleaned_data["quantity"]
+                item_id=form.cleaned_data["item"].pk,
+                quantity=form.cleaned_data["quantity"],
+                form_token=form.cleaned_data["form_token"] or None,
             )
         except OrderError as error:
             form.add_error(None, str(error))
@@ -43,9 +47,11 @@ def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
         order = selectors.order_get(order_id=order_id)
     except OrderNotFound as error:
         raise Http404(str(error)) from error
+    events = list(selectors.order_timeline(order=order))
     context = {
         "order": order,
-        "events": selectors.order_timeline(order=order),
+        "events": events,
+        "decision": selectors.decision_text(order=order, events=events),
         "time_left": selectors.approval_time_left(order=order),
     }
     if not request.htmx:

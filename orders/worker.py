@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 
 from orders import engine, selectors, services
 from orders.exceptions import EngineUnavailable, OrderError
@@ -199,16 +201,15 @@ class Worker:
         """Schedule orders that never got a workflow, deliver decisions that never arrived,
         close orders whose workflow ended without closing them. Each step is safe to repeat."""
         try:
-            for order_id in selectors.orders_never_scheduled(older_than=grace):
-                if services.order_schedule(order_id=order_id):
-                    logger.info("Scheduled workflow for order %s", order_id)
-            for order_id in selectors.orders_with_undelivered_decision(older_than=grace):
-                if services.order_send_decision(order_id=order_id):
-                    logger.info("Delivered the manager's decision for order %s", order_id)
-            for order_id in selectors.orders_in_flight(older_than=timedelta(minutes=1)):
-                self._check_in_flight(order_id)
+            _for_each(selectors.orders_never_scheduled(older_than=grace), _schedule)
+            _for_each(selectors.orders_with_undelivered_decision(older_than=grace), _send_decision)
+            _for_each(
+                selectors.orders_in_flight(older_than=timedelta(minutes=1)), self._check_in_flight
+            )
         except OrderError as error:
             logger.warning("Sweep stopped early: %s", error)
+        except DatabaseError:
+            logger.exception("Sweep stopped early, the database failed; the next one retries")
 
     def _check_in_flight(self, order_id: str) -> None:
         try:
@@ -234,6 +235,29 @@ class Worker:
                 status=OrderStatus.AWAITING_APPROVAL, approved__isnull=False
             ).exists()
         )
+
+
+def _for_each(order_ids: Iterable[str], handle: Callable[[str], object]) -> None:
+    """``handle`` each order; one that fails for an unforeseen reason is logged and skipped, so
+    that it cannot stop the worker or keep the sweep from the other orders. A refusal
+    (``OrderError``, e.g. the engine is away) still ends the sweep: the rest would fail alike."""
+    for order_id in order_ids:
+        try:
+            handle(order_id)
+        except OrderError:
+            raise
+        except Exception:
+            logger.exception("Sweep skipped order %s", order_id)
+
+
+def _schedule(order_id: str) -> None:
+    if services.order_schedule(order_id=order_id):
+        logger.info("Scheduled workflow for order %s", order_id)
+
+
+def _send_decision(order_id: str) -> None:
+    if services.order_send_decision(order_id=order_id):
+        logger.info("Delivered the manager's decision for order %s", order_id)
 
 
 def run_child(address: str, parent_pid: int | None = None) -> int:

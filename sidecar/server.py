@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hmac
 import logging
 import os
 import socket
@@ -96,8 +97,10 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        metadata = dict(details.invocation_metadata or ())
-        if metadata.get("dapr-api-token") == self.token:
+        given = dict(details.invocation_metadata or ()).get("dapr-api-token") or ""
+        if isinstance(given, str):
+            given = given.encode()
+        if hmac.compare_digest(given, self.token.encode()):  # constant time, as the HTTP API's
             return await continuation(details)
         handler = await continuation(details)
         if handler is None:

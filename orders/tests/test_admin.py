@@ -147,6 +147,39 @@ class TestInventoryAdmin:
         assert stock(cars) == (15, 0, 0)
         assert InventoryItem.objects.get(pk=paperclips.pk).on_hand == 105
 
+    @pytest.mark.parametrize("units", ["-5", "0", "abc", "1.5", "1" + "0" * 30])
+    def test_restock_by_a_bad_number_says_why_and_changes_nothing(
+        self, client, cars, paperclips, units
+    ):
+        client.force_login(User.objects.create_superuser("root", password="pw-root-123"))
+        response = client.post(
+            reverse("admin:orders_inventoryitem_changelist"),
+            {"action": "restock", "_selected_action": [cars.pk, paperclips.pk], "quantity": units},
+            follow=True,
+        )
+        assert response.status_code == 200
+        assert messages_of(response) == ["Restock by a whole number from 1 to 2147483647."]
+        assert stock(cars) == (10, 0, 0)
+        assert InventoryItem.objects.get(pk=paperclips.pk).on_hand == 100
+
+    def test_restock_past_what_an_item_can_hold_names_the_item(self, client, cars, paperclips):
+        client.force_login(User.objects.create_superuser("root", password="pw-root-123"))
+        response = client.post(
+            reverse("admin:orders_inventoryitem_changelist"),
+            {
+                "action": "restock",
+                "_selected_action": [cars.pk, paperclips.pk],
+                "quantity": str(2**31 - 1 - 50),
+            },
+            follow=True,
+        )
+        assert messages_of(response) == [
+            "Paperclip cannot hold 2147483597 more units: free, reserved and sold units together"
+            " must not exceed 2147483647.",
+            "Restocked 1 item by 2147483597 units.",
+        ]
+        assert stock(cars) == (2**31 - 1 - 40, 0, 0)
+
 
 @pytest.mark.django_db(transaction=True)
 def test_admin_approve_completes_the_workflow(client, workflow_engine):

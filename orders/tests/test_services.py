@@ -8,18 +8,21 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from orders import services
+from orders import engine, services
 from orders.exceptions import (
     ApprovalNotPermitted,
     ApprovalWindowClosed,
+    EngineUnavailable,
+    InvalidFormToken,
     InvalidQuantity,
     InventoryUpdateFailed,
     NotAwaitingApproval,
     NotEnoughStock,
     OrderNotCancellable,
+    PaymentFailed,
     UnknownItem,
 )
-from orders.models import InventoryItem, LedgerEntry, Order, OrderStatus
+from orders.models import MAX_UNITS, InventoryItem, LedgerEntry, Order, OrderStatus
 from orders.tests.conftest import stock, timeline
 
 
@@ -46,6 +49,36 @@ class TestOrderPlace:
     def test_order_place_more_than_on_hand_writes_nothing(self, cars):
         with pytest.raises(NotEnoughStock):
             services.order_place(item_id=cars.pk, quantity=11)
+        assert Order.objects.count() == 0
+
+    def test_order_place_total_beyond_what_an_order_holds_writes_nothing(self, db):
+        # A huge total must be refused before the row is written: a row whose total does not
+        # fit total_cost would break every page that lists it.
+        jets = InventoryItem.objects.create(
+            name="Jets", unit_cost=Decimal("9999999999.99"), on_hand=1000
+        )
+        with pytest.raises(InvalidQuantity, match="must not exceed"):
+            services.order_place(item_id=jets.pk, quantity=101)
+        assert Order.objects.count() == 0
+        assert services.order_place(item_id=jets.pk, quantity=99).total_cost == Decimal(
+            "989999999999.01"
+        )
+
+    def test_the_same_form_twice_places_one_order(self, cars):
+        token = "ab" * 16
+        first = services.order_place(item_id=cars.pk, quantity=2, form_token=token)
+        again = services.order_place(item_id=cars.pk, quantity=2, form_token=token)
+        assert again.pk == first.pk
+        assert Order.objects.count() == 1
+        # The same form sent with other figures (Back, change, send) is another order.
+        other = services.order_place(item_id=cars.pk, quantity=3, form_token=token)
+        assert other.pk != first.pk and other.quantity == 3
+        assert Order.objects.count() == 2
+
+    @pytest.mark.parametrize("token", ["", "AB" * 16, "ab" * 17, "<script>"])
+    def test_a_malformed_form_token_writes_nothing(self, cars, token):
+        with pytest.raises(InvalidFormToken):
+            services.order_place(item_id=cars.pk, quantity=1, form_token=token)
         assert Order.objects.count() == 0
 
     def test_order_place_schedules_after_commit(
@@ -132,6 +165,14 @@ class TestStockMovements:
             services.inventory_restock(item_id=cars.pk, quantity=0)
         with pytest.raises(UnknownItem):
             services.inventory_restock(item_id=cars.pk + 99, quantity=1)
+
+    @pytest.mark.parametrize("quantity", [MAX_UNITS - 9, 10**30])
+    def test_restock_beyond_what_a_column_holds_changes_nothing(self, cars, quantity):
+        with pytest.raises(InvalidQuantity):
+            services.inventory_restock(item_id=cars.pk, quantity=quantity)
+        assert stock(cars) == (10, 0, 0)
+        services.inventory_restock(item_id=cars.pk, quantity=MAX_UNITS - 10)
+        assert stock(cars) == (MAX_UNITS, 0, 0)
 
 
 class TestNotify:
@@ -242,6 +283,68 @@ class TestCancel:
             services.order_cancel(order_id=order.id, user=manager)
         assert no_engine == []
         assert stock(cars) == (6, 0, 4)
+
+    def test_cancel_while_the_goods_are_being_sold_leaves_no_order_half_done(
+        self, cars, manager, monkeypatch
+    ):
+        # The workflow's last inventory step runs while the manager cancels: whichever commits
+        # first decides, and the order ends either fulfilled or cancelled with its stock back.
+        order = services.order_place(item_id=cars.pk, quantity=4)
+        services.inventory_reserve(order_id=order.id)
+        services.payment_process(order_id=order.id)
+        late_step: list[Exception] = []
+
+        def terminate_while_the_step_runs(instance_id):
+            try:
+                services.inventory_deduct(order_id=instance_id)
+            except InventoryUpdateFailed as error:
+                late_step.append(error)
+
+        monkeypatch.setattr(engine, "workflow_terminate", terminate_while_the_step_runs)
+        services.order_cancel(order_id=order.id, user=manager)
+        order.refresh_from_db()
+        assert order.status == OrderStatus.CANCELLED
+        assert len(late_step) == 1
+        assert stock(cars) == (10, 0, 0)
+        assert sorted(LedgerEntry.objects.filter(order=order).values_list("step", flat=True)) == [
+            "payment",
+            "refund",
+            "release",
+            "reserve",
+        ]
+
+    def test_cancel_with_the_engine_away_still_cancels(self, cars, manager, monkeypatch):
+        order = services.order_place(item_id=cars.pk, quantity=4)
+        services.inventory_reserve(order_id=order.id)
+
+        def engine_away(instance_id):
+            raise EngineUnavailable("The workflow engine is not reachable.")
+
+        monkeypatch.setattr(engine, "workflow_terminate", engine_away)
+        services.order_cancel(order_id=order.id, user=manager)
+        order.refresh_from_db()
+        assert order.status == OrderStatus.CANCELLED
+        assert stock(cars) == (10, 0, 0)
+        # The workflow, if it runs on, takes nothing: each of its steps finds the order closed
+        # (a replayed reservation reports what it did before the cancel, and moves no stock).
+        services.inventory_reserve(order_id=order.id)
+        with pytest.raises(PaymentFailed):
+            services.payment_process(order_id=order.id)
+        with pytest.raises(InventoryUpdateFailed):
+            services.inventory_deduct(order_id=order.id)
+        assert stock(cars) == (10, 0, 0)
+
+    def test_a_workflow_that_ended_after_the_goods_shipped_closes_its_order_completed(self, cars):
+        order = services.order_place(item_id=cars.pk, quantity=4)
+        services.inventory_reserve(order_id=order.id)
+        services.payment_process(order_id=order.id)
+        services.inventory_deduct(order_id=order.id)
+        assert services.order_fail_stuck(order_id=order.id, reason="workflow terminated")
+        order.refresh_from_db()
+        assert order.status == OrderStatus.COMPLETED
+        assert not LedgerEntry.objects.filter(order=order, step="refund").exists()
+        assert stock(cars) == (6, 0, 4)
+        assert timeline(order) == [f"Order {order.id} has completed!"]
 
     def test_reserve_after_cancel_takes_nothing(self, cars, manager, no_engine):
         order = services.order_place(item_id=cars.pk, quantity=4)

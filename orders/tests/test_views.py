@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from orders import services
 from orders.models import Order, OrderStatus
+from orders.tests.conftest import stock
 
 
 class TestOrderForm:
@@ -41,6 +43,8 @@ class TestOrderForm:
             ({"quantity": ""}, "This field is required."),
             ({"quantity": "1", "item": "99999"}, "That item is not in the inventory."),
             ({"quantity": "1", "item": "cars"}, "That item is not in the inventory."),
+            ({"quantity": "1" + "0" * 30}, "No item is stocked in that number; order fewer."),
+            ({"quantity": "1", "form_token": "forged"}, "This form is out of date"),
         ],
     )
     def test_bad_input_shows_error_and_writes_nothing(self, client, cars, no_engine, data, message):
@@ -49,6 +53,25 @@ class TestOrderForm:
         assert message in response.content.decode()
         assert Order.objects.count() == 0
         assert no_engine == []
+
+    def test_the_form_sent_twice_places_one_order(
+        self, client, cars, no_engine, django_capture_on_commit_callbacks
+    ):
+        form = client.get("/").content.decode()
+        token = re.search(r'name="form_token" value="([0-9a-f]{32})"', form).group(1)
+        with django_capture_on_commit_callbacks(execute=True):
+            first = client.post("/", {"item": cars.pk, "quantity": "2", "form_token": token})
+            again = client.post("/", {"item": cars.pk, "quantity": "2", "form_token": token})
+        assert first.status_code == again.status_code == 302
+        assert first["Location"] == again["Location"]
+        assert Order.objects.count() == 1
+        assert no_engine == [("schedule", Order.objects.get().pk)]
+        assert stock(cars) == (10, 0, 0)  # placing reserves nothing; the workflow does
+        # A new visit to the form is a new order.
+        other = re.search(
+            r'name="form_token" value="([0-9a-f]{32})"', client.get("/").content.decode()
+        )
+        assert other.group(1) != token
 
     def test_post_without_csrf_token_is_refused(self, cars):
         from django.test import Client
@@ -108,6 +131,27 @@ class TestOrderPage:
         assert response.status_code == 286
         body = response.content.decode()
         assert words in body and "hx-trigger" not in body
+
+    def test_a_decision_that_came_after_the_timeout_is_shown_as_too_late(
+        self, client, cars, manager
+    ):
+        order = services.order_place(item_id=cars.pk, quantity=10)
+        Order.objects.filter(pk=order.id).update(approved=True, decided_by=manager)
+        services.order_notify(
+            order_id=order.id,
+            step="timed_out",
+            message=f"Payment for order {order.id} has been cancelled due to timeout!",
+            status=OrderStatus.CANCELLED,
+        )
+        page = client.get(reverse("orders:detail", args=[order.id])).content.decode()
+        assert "Cancelled" in page
+        assert "Approved by boss, too late: the approval window had closed" in page
+
+    def test_a_decision_in_time_is_shown_plainly(self, client, cars, manager):
+        order = services.order_place(item_id=cars.pk, quantity=10)
+        Order.objects.filter(pk=order.id).update(approved=False, decided_by=manager)
+        page = client.get(reverse("orders:detail", args=[order.id])).content.decode()
+        assert "Rejected by boss<" in page
 
     def test_unknown_order_is_404(self, client, db):
         assert client.get("/orders/nope/").status_code == 404

@@ -1,0 +1,47 @@
+"""runworker's sweep: an order it cannot handle, or a database that fails, never stops it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import InvalidOperation
+
+from django.db import OperationalError
+
+from orders import selectors, services
+from orders.worker import Worker
+
+
+def test_a_sweep_skips_an_order_it_cannot_handle_and_goes_on(cars, no_engine, monkeypatch, caplog):
+    broken = services.order_place(item_id=cars.pk, quantity=1)
+    fine = services.order_place(item_id=cars.pk, quantity=2)
+    schedule = services.order_schedule
+
+    def fails_for_one_order(*, order_id: str) -> bool:
+        if order_id == broken.id:
+            raise InvalidOperation("a row no check foresaw")
+        return schedule(order_id=order_id)
+
+    monkeypatch.setattr(services, "order_schedule", fails_for_one_order)
+    Worker(processes=0).sweep(grace=timedelta(0))
+
+    assert no_engine == [("schedule", fine.id)]
+    assert f"Sweep skipped order {broken.id}" in caplog.text
+
+
+def test_a_sweep_whose_database_fails_is_logged_and_retried_later(
+    cars, no_engine, monkeypatch, caplog
+):
+    order = services.order_place(item_id=cars.pk, quantity=1)
+    never_scheduled = selectors.orders_never_scheduled
+
+    def database_away(*, older_than: timedelta) -> list[str]:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(selectors, "orders_never_scheduled", database_away)
+    Worker(processes=0).sweep(grace=timedelta(0))
+    assert "Sweep stopped early, the database failed" in caplog.text
+    assert no_engine == []
+
+    monkeypatch.setattr(selectors, "orders_never_scheduled", never_scheduled)
+    Worker(processes=0).sweep(grace=timedelta(0))
+    assert no_engine == [("schedule", order.id)]
