@@ -389,14 +389,13 @@ def order_cancel(*, order_id: str, user: User) -> Order:
         _refund_locked(order)
         _release_locked(order)
         who = user.get_username() if isinstance(user, AbstractBaseUser) else "a manager"
-        OrderEvent.objects.get_or_create(
-            order=order,
+        _close_locked(
+            order,
+            OrderStatus.CANCELLED,
             step="cancelled",
-            defaults={"message": f"Order {order.id} has been cancelled by {who}."},
+            message=f"Order {order.id} has been cancelled by {who}.",
+            result={"processed": False},
         )
-        order.status = OrderStatus.CANCELLED
-        order.result = {"processed": False}
-        order.save(update_fields=["status", "result", "updated_at"])
     try:
         engine.workflow_terminate(order.id)
     except EngineUnavailable as error:
@@ -422,28 +421,36 @@ def order_fail_stuck(*, order_id: str, reason: str) -> bool:
         if order.is_final:
             return False
         if _entry(order, LedgerStep.DEDUCT) is not None:
-            OrderEvent.objects.get_or_create(
-                order=order,
+            _close_locked(
+                order,
+                OrderStatus.COMPLETED,
                 step="completed",
-                defaults={"message": f"Order {order.id} has completed!"},
+                message=f"Order {order.id} has completed!",
+                result={"processed": True},
             )
-            order.status = OrderStatus.COMPLETED
-            order.result = {"processed": True}
-            order.save(update_fields=["status", "result", "updated_at"])
-            logger.warning(
-                "Order %s marked completed (%s): its goods had shipped", order_id, reason
-            )
+            logger.warning("Order %s marked completed (%s): its goods had left", order_id, reason)
             return True
         _refund_locked(order)
         _release_locked(order)
-        OrderEvent.objects.get_or_create(
-            order=order, step="failed", defaults={"message": f"Order {order.id} Failed!"}
+        _close_locked(
+            order,
+            OrderStatus.FAILED,
+            step="failed",
+            message=f"Order {order.id} Failed!",
+            result={"processed": False, "reason": reason},
         )
-        order.status = OrderStatus.FAILED
-        order.result = {"processed": False, "reason": reason}
-        order.save(update_fields=["status", "result", "updated_at"])
     logger.warning("Order %s marked failed: %s", order_id, reason)
     return True
+
+
+def _close_locked(
+    order: Order, status: OrderStatus, *, step: str, message: str, result: dict[str, Any]
+) -> None:
+    """Put the order in a final ``status`` with its last timeline line (once per step)."""
+    OrderEvent.objects.get_or_create(order=order, step=step, defaults={"message": message})
+    order.status = status
+    order.result = result
+    order.save(update_fields=["status", "result", "updated_at"])
 
 
 # --- inventory and accounts -------------------------------------------------------------------
