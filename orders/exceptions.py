@@ -53,3 +53,7 @@ class PaymentFailed(OrderError):
 
 class EngineUnavailable(OrderError):
     """The workflow engine (embedded sidecar or daprd) could not be reached or refused a call."""
+
+
+class WeakPassword(OrderError):
+    pass

@@ -40,6 +40,7 @@ from orders.exceptions import (
     OrderNotFound,
     PaymentFailed,
     UnknownItem,
+    WeakPassword,
 )
 from orders.models import (
     MAX_TOTAL,
@@ -503,14 +504,21 @@ def inventory_seed() -> list[InventoryItem]:
 
 
 def manager_account_create(*, username: str, password: str) -> AbstractBaseUser | None:
-    """Create the staff account that may approve orders; None if it already exists."""
+    """Create the staff account that may approve orders; None if it already exists. The password
+    must pass the site's password validators (``WeakPassword`` says which it failed)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
 
     user_model = get_user_model()
     with transaction.atomic():
         if user_model.objects.filter(username=username).exists():
             return None
+        try:
+            validate_password(password, user=user_model(username=username))
+        except ValidationError as error:
+            raise WeakPassword(" ".join(error.messages)) from None
         user = user_model.objects.create_user(username=username, password=password, is_staff=True)
         user.user_permissions.add(
             *Permission.objects.filter(

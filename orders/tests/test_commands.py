@@ -15,7 +15,7 @@ import psutil
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from orders.models import InventoryItem, Order, OrderStatus
 from orders.tests.conftest import stock, timeline
@@ -44,6 +44,13 @@ class TestSeed:
         out = capsys.readouterr().out
         assert "from-the-env-42" not in out
         assert User.objects.get(username="manager").check_password("from-the-env-42")
+
+    @pytest.mark.parametrize("password", ["123", "password", "manager1"])
+    def test_seed_refuses_a_weak_password_from_env(self, db, monkeypatch, password):
+        monkeypatch.setenv("MANAGER_PASSWORD", password)
+        with pytest.raises(CommandError, match="MANAGER_PASSWORD is refused: "):
+            call_command("seed")
+        assert not User.objects.filter(username="manager").exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -6,9 +6,10 @@ import os
 import secrets
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from orders import services
+from orders.exceptions import WeakPassword
 
 
 class Command(BaseCommand):
@@ -23,7 +24,11 @@ class Command(BaseCommand):
         generated = not password
         if generated:
             password = secrets.token_urlsafe(12)
-        if services.manager_account_create(username="manager", password=password) is None:
+        try:
+            created = services.manager_account_create(username="manager", password=password)
+        except WeakPassword as error:
+            raise CommandError(f"MANAGER_PASSWORD is refused: {error}") from None
+        if created is None:
             return
         if generated:
             self.stdout.write(
