@@ -7,17 +7,19 @@ Actions are interfaces: each calls one service per selected row and reports the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.core.validators import MaxValueValidator
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import HttpRequest
 from django.utils.translation import ngettext
 
 from orders import selectors, services
 from orders.exceptions import OrderError
-from orders.models import InventoryItem, LedgerEntry, Order, OrderEvent, OrderStatus
+from orders.models import MAX_UNITS, InventoryItem, LedgerEntry, Order, OrderEvent, OrderStatus
 from orders.templatetags.order_tags import duration
 
 
@@ -36,6 +38,15 @@ class InventoryItemAdmin(admin.ModelAdmin):
     action_form = RestockForm
     actions = ["restock"]
 
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "on_hand" and field is not None:
+            # A PositiveIntegerField's range on SQLite is far larger than on PostgreSQL; an
+            # item's units stay within MAX_UNITS everywhere (restock keeps them there).
+            field.validators.append(MaxValueValidator(MAX_UNITS))
+            field.widget.attrs["max"] = MAX_UNITS
+        return field
+
     def get_readonly_fields(self, request: HttpRequest, obj: InventoryItem | None = None) -> list:
         # Stock changes go through restock and the workflow's ledger, not by typing a number.
         return ["on_hand", "reserved", "sold"] if obj is not None else ["reserved", "sold"]
@@ -43,7 +54,8 @@ class InventoryItemAdmin(admin.ModelAdmin):
     @admin.action(permissions=["change"], description="Restock selected items")
     def restock(self, request: HttpRequest, queryset: QuerySet[InventoryItem]) -> None:
         text = (request.POST.get("quantity") or "10").strip()
-        units = int(text) if text.isdigit() and len(text) <= 12 else 0
+        # ASCII digits only ("²" is a digit to str.isdigit, not to int); the service bounds it.
+        units = int(text) if text.isascii() and text.isdecimal() and len(text) <= 12 else 0
         restocked, refusals = 0, {}
         for item in queryset:
             try:

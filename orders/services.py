@@ -91,7 +91,7 @@ def order_place(*, item_id: int, quantity: int, form_token: str | None = None) -
 
     ``form_token`` (32 hex digits, made when the order form is shown) makes a repeat harmless:
     the order's id is derived from it and the figures, so the same form sent again with the
-    same item and quantity (a double click, a resubmit after Back) returns the order it placed
+    same item and quantity (a double click, a request sent again) returns the order it placed
     the first time, and sent with other figures places another.
     """
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
@@ -293,6 +293,10 @@ def payment_refund(*, order_id: str) -> bool:
 def _refund_locked(order: Order) -> bool:
     paid = _entry(order, LedgerStep.PAYMENT)
     if paid is None or _entry(order, LedgerStep.REFUND) is not None:
+        return False
+    if _entry(order, LedgerStep.DEDUCT) is not None:
+        # The goods have left: a failure path that runs after that (an inventory step whose
+        # commit succeeded although its caller saw an error) must not give the money back too.
         return False
     LedgerEntry.objects.create(
         order=order, step=LedgerStep.REFUND, item_id=paid.item_id, amount=paid.amount

@@ -7,6 +7,7 @@ import uuid
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseStopPolling
 
@@ -16,6 +17,7 @@ from orders.forms import OrderForm
 from orders.models import OrderStatus
 
 
+@never_cache  # each visitor's form carries its own token
 @require_http_methods(["GET", "POST"])
 def order_create(request: HttpRequest) -> HttpResponse:
     form = OrderForm(request.POST or None, initial={"form_token": uuid.uuid4().hex})

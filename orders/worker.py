@@ -30,7 +30,7 @@ from types import FrameType
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 
 from orders import engine, selectors, services
 from orders.exceptions import EngineUnavailable, OrderError
@@ -200,6 +200,7 @@ class Worker:
     def sweep(self, *, grace: timedelta) -> None:
         """Schedule orders that never got a workflow, deliver decisions that never arrived,
         close orders whose workflow ended without closing them. Each step is safe to repeat."""
+        close_old_connections()  # a connection the database dropped since the last sweep
         try:
             _for_each(selectors.orders_never_scheduled(older_than=grace), _schedule)
             _for_each(selectors.orders_with_undelivered_decision(older_than=grace), _send_decision)
@@ -229,6 +230,15 @@ class Worker:
             services.order_fail_stuck(order_id=order_id, reason=f"workflow {status.lower()}")
 
     def _drained(self) -> bool:
+        close_old_connections()
+        try:
+            return self._nothing_in_progress()
+        except DatabaseError:
+            logger.exception("Cannot tell whether orders are in progress; asking again")
+            return False
+
+    @staticmethod
+    def _nothing_in_progress() -> bool:
         return not (
             Order.objects.filter(status__in=[OrderStatus.PLACED, OrderStatus.PROCESSING]).exists()
             or Order.objects.filter(
@@ -244,8 +254,8 @@ def _for_each(order_ids: Iterable[str], handle: Callable[[str], object]) -> None
     for order_id in order_ids:
         try:
             handle(order_id)
-        except OrderError:
-            raise
+        except (OrderError, OperationalError, InterfaceError):
+            raise  # the engine or the database is away: every other order would fail alike
         except Exception:
             logger.exception("Sweep skipped order %s", order_id)
 

@@ -147,7 +147,7 @@ class TestInventoryAdmin:
         assert stock(cars) == (15, 0, 0)
         assert InventoryItem.objects.get(pk=paperclips.pk).on_hand == 105
 
-    @pytest.mark.parametrize("units", ["-5", "0", "abc", "1.5", "1" + "0" * 30])
+    @pytest.mark.parametrize("units", ["-5", "0", "abc", "1.5", "\u00b2", "1" + "0" * 30])
     def test_restock_by_a_bad_number_says_why_and_changes_nothing(
         self, client, cars, paperclips, units
     ):
@@ -161,6 +161,16 @@ class TestInventoryAdmin:
         assert messages_of(response) == ["Restock by a whole number from 1 to 2147483647."]
         assert stock(cars) == (10, 0, 0)
         assert InventoryItem.objects.get(pk=paperclips.pk).on_hand == 100
+
+    def test_a_new_item_cannot_start_with_more_units_than_any_column_holds(self, client, db):
+        client.force_login(User.objects.create_superuser("root", password="pw-root-123"))
+        response = client.post(
+            reverse("admin:orders_inventoryitem_add"),
+            {"name": "Jets", "unit_cost": "1", "on_hand": str(2**40)},
+        )
+        assert response.status_code == 200
+        assert "less than or equal to 2147483647" in response.content.decode()
+        assert not InventoryItem.objects.filter(name="Jets").exists()
 
     def test_restock_past_what_an_item_can_hold_names_the_item(self, client, cars, paperclips):
         client.force_login(User.objects.create_superuser("root", password="pw-root-123"))

@@ -75,6 +75,24 @@ class TestOrderPlace:
         assert other.pk != first.pk and other.quantity == 3
         assert Order.objects.count() == 2
 
+    def test_the_same_form_sent_twice_at_once_places_one_order(self, cars, monkeypatch):
+        token = "cd" * 16
+        get_item = InventoryItem.objects.get
+        other_request: list[Order] = []
+
+        def the_other_request_places_it_meanwhile(**lookup):
+            monkeypatch.setattr(InventoryItem.objects, "get", get_item)  # once
+            # Between this request's lookup of the order and its insert:
+            other_request.append(
+                services.order_place(item_id=cars.pk, quantity=2, form_token=token)
+            )
+            return get_item(**lookup)
+
+        monkeypatch.setattr(InventoryItem.objects, "get", the_other_request_places_it_meanwhile)
+        order = services.order_place(item_id=cars.pk, quantity=2, form_token=token)
+        assert order.pk == other_request[0].pk
+        assert Order.objects.count() == 1
+
     @pytest.mark.parametrize("token", ["", "AB" * 16, "ab" * 17, "<script>"])
     def test_a_malformed_form_token_writes_nothing(self, cars, token):
         with pytest.raises(InvalidFormToken):
@@ -287,8 +305,9 @@ class TestCancel:
     def test_cancel_while_the_goods_are_being_sold_leaves_no_order_half_done(
         self, cars, manager, monkeypatch
     ):
-        # The workflow's last inventory step runs while the manager cancels: whichever commits
-        # first decides, and the order ends either fulfilled or cancelled with its stock back.
+        # The workflow's last inventory step runs while the manager cancels and commits after
+        # the cancel: it ships nothing (the other order of the two is "already fulfilled",
+        # test_cancel_after_fulfilment_refused).
         order = services.order_place(item_id=cars.pk, quantity=4)
         services.inventory_reserve(order_id=order.id)
         services.payment_process(order_id=order.id)
@@ -333,6 +352,17 @@ class TestCancel:
         with pytest.raises(InventoryUpdateFailed):
             services.inventory_deduct(order_id=order.id)
         assert stock(cars) == (10, 0, 0)
+
+    def test_no_refund_once_the_goods_have_left(self, cars):
+        # The inventory step committed although its caller saw an error: the workflow's failure
+        # path then asks for a refund, which must not happen for goods that shipped.
+        order = services.order_place(item_id=cars.pk, quantity=4)
+        services.inventory_reserve(order_id=order.id)
+        services.payment_process(order_id=order.id)
+        services.inventory_deduct(order_id=order.id)
+        assert services.payment_refund(order_id=order.id) is False
+        assert not LedgerEntry.objects.filter(order=order, step="refund").exists()
+        assert stock(cars) == (6, 0, 4)
 
     def test_a_workflow_that_ended_after_the_goods_shipped_closes_its_order_completed(self, cars):
         order = services.order_place(item_id=cars.pk, quantity=4)
