@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django import forms
@@ -33,13 +34,10 @@ class OrderForm(forms.Form):
         },
     )
 
-    # Made when the form is shown and sent back with it: the same form sent twice places one
-    # order (services.order_place).
-    form_token = forms.RegexField(
-        regex=r"^[0-9a-f]{32}$",
-        required=False,
-        widget=forms.HiddenInput,
-        error_messages={"invalid": "This form is out of date; reload the page and order again."},
+    # Made each time the form is shown and sent back with it: the same form sent twice places
+    # one order (services.order_place checks it).
+    form_token = forms.CharField(
+        required=False, widget=forms.HiddenInput, initial=lambda: uuid.uuid4().hex
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -3,8 +3,6 @@ htmx, its fragment."""
 
 from __future__ import annotations
 
-import uuid
-
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -20,7 +18,7 @@ from orders.models import OrderStatus
 @never_cache  # each visitor's form carries its own token
 @require_http_methods(["GET", "POST"])
 def order_create(request: HttpRequest) -> HttpResponse:
-    form = OrderForm(request.POST or None, initial={"form_token": uuid.uuid4().hex})
+    form = OrderForm(request.POST or None)
     if form.is_valid():
         try:
             order = services.order_place(
