@@ -54,7 +54,8 @@ class InventoryItemAdmin(admin.ModelAdmin):
     @admin.action(permissions=["change"], description="Restock selected items")
     def restock(self, request: HttpRequest, queryset: QuerySet[InventoryItem]) -> None:
         text = (request.POST.get("quantity") or "10").strip()
-        # ASCII digits only ("²" is a digit to str.isdigit, not to int); the service bounds it.
+        # ASCII digits only ("²" is a digit to str.isdigit, not to int), and few of them (int()
+        # refuses over 4,300); the service checks the range.
         units = int(text) if text.isascii() and text.isdecimal() and len(text) <= 12 else 0
         restocked, refusals = 0, {}
         for item in queryset:

@@ -26,6 +26,17 @@ from orders.models import MAX_UNITS, InventoryItem, LedgerEntry, Order, OrderSta
 from orders.tests.conftest import stock, timeline
 
 
+def paid_order(item: InventoryItem, *, shipped: bool = False) -> Order:
+    """An order of 4 whose workflow has reserved and taken the payment (and, if ``shipped``,
+    updated the inventory)."""
+    order = services.order_place(item_id=item.pk, quantity=4)
+    services.inventory_reserve(order_id=order.id)
+    services.payment_process(order_id=order.id)
+    if shipped:
+        services.inventory_deduct(order_id=order.id)
+    return order
+
+
 class TestOrderPlace:
     def test_order_place_writes_order_with_total(self, cars):
         order = services.order_place(item_id=cars.pk, quantity=3)
@@ -280,9 +291,7 @@ class TestDecisions:
 
 class TestCancel:
     def test_cancel_terminates_releases_and_refunds(self, cars, manager, no_engine):
-        order = services.order_place(item_id=cars.pk, quantity=4)
-        services.inventory_reserve(order_id=order.id)
-        services.payment_process(order_id=order.id)
+        order = paid_order(cars)
         services.order_cancel(order_id=order.id, user=manager)
         order.refresh_from_db()
         assert ("terminate", order.id) in no_engine
@@ -308,9 +317,7 @@ class TestCancel:
         # The workflow's last inventory step runs while the manager cancels and commits after
         # the cancel: it ships nothing (the other order of the two is "already fulfilled",
         # test_cancel_after_fulfilment_refused).
-        order = services.order_place(item_id=cars.pk, quantity=4)
-        services.inventory_reserve(order_id=order.id)
-        services.payment_process(order_id=order.id)
+        order = paid_order(cars)
         late_step: list[Exception] = []
 
         def terminate_while_the_step_runs(instance_id):
@@ -356,19 +363,13 @@ class TestCancel:
     def test_no_refund_once_the_goods_have_left(self, cars):
         # The inventory step committed although its caller saw an error: the workflow's failure
         # path then asks for a refund, which must not happen for goods that shipped.
-        order = services.order_place(item_id=cars.pk, quantity=4)
-        services.inventory_reserve(order_id=order.id)
-        services.payment_process(order_id=order.id)
-        services.inventory_deduct(order_id=order.id)
+        order = paid_order(cars, shipped=True)
         assert services.payment_refund(order_id=order.id) is False
         assert not LedgerEntry.objects.filter(order=order, step="refund").exists()
         assert stock(cars) == (6, 0, 4)
 
     def test_a_workflow_that_ended_after_the_goods_shipped_closes_its_order_completed(self, cars):
-        order = services.order_place(item_id=cars.pk, quantity=4)
-        services.inventory_reserve(order_id=order.id)
-        services.payment_process(order_id=order.id)
-        services.inventory_deduct(order_id=order.id)
+        order = paid_order(cars, shipped=True)
         assert services.order_fail_stuck(order_id=order.id, reason="workflow terminated")
         order.refresh_from_db()
         assert order.status == OrderStatus.COMPLETED

@@ -98,9 +98,10 @@ class StoreLog:
             if w.key is None:
                 continue
             next_too_late = nxt.latest - w.earliest > delay
-            ran_out = (w.earliest + delay, w.latest + delay)
+            # The store's hold of w runs out somewhere in [w.earliest, w.latest] + delay.
             busy_then = any(
-                start <= ran_out[1] and end >= ran_out[0] for start, end in self.commits
+                start <= w.latest + delay and end >= w.earliest + delay
+                for start, end in self.commits
             )
             late += next_too_late or busy_then
         return late
