@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +19,11 @@ def env_bool(name: str, default: bool = False) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else int(value)
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -68,6 +74,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
     "orders",
 ]
 
@@ -82,6 +89,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username before a password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "ordersite.urls"
@@ -146,9 +161,36 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "admin:login"
 
+# --- login throttling (django-axes) -------------------------------------------------------------
+# After AXES_FAILURE_LIMIT wrong passwords in a row for one username from one address, that pair
+# is refused (HTTP 429 and the lockout page) until the cool-off ends. Keyed on the pair so that
+# nobody can lock a manager out from every address by guessing at their username.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+AXES_VERBOSE = False  # no banner on every manage.py command; failures are still logged
+# The address is REMOTE_ADDR (django-ipware is not installed, so X-Forwarded-For, which anybody
+# can forge, is never read): behind a proxy every client shares the proxy's address, and the
+# lockout is then per username.
+
+# --- HTTPS (see docs/webapp.md, "Production settings") ------------------------------------------
+# HTTPS_ONLY=true says the site is served over HTTPS only: cookies become Secure, plain HTTP is
+# redirected and HSTS is sent. Each default can still be overridden on its own.
+HTTPS_ONLY = env_bool("HTTPS_ONLY")
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE")
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS_ONLY)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS_ONLY)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS_ONLY)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS_ONLY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS_ONLY)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS_ONLY)
+# Behind a TLS-terminating proxy (an Ingress) the request reaches gunicorn as plain HTTP; the
+# proxy's X-Forwarded-Proto says what the browser used. Trust it only when told to: a client
+# talking to gunicorn directly could otherwise claim HTTPS.
+if env_bool("BEHIND_TLS_PROXY"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
 
 # --- the order workflow -----------------------------------------------------------------------
