@@ -27,8 +27,13 @@ setup: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed
 
+# supervisord (supervisord.conf) runs the worker and the web server and restarts either one that
+# dies; Ctrl-C stops both.
+WEB_CONCURRENCY ?= 2
 run: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) $(BIN)/honcho start
+	@mkdir -p var
+	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) WEB_CONCURRENCY=$(WEB_CONCURRENCY) \
+	  $(BIN)/supervisord -c supervisord.conf
 
 # Debian's chromium for the browser tests (Playwright drives it; nothing is downloaded by Playwright).
 browser:
