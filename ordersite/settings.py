@@ -35,29 +35,32 @@ VAR_DIR = Path(os.environ.get("ORDERS_VAR_DIR", BASE_DIR / "var")).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def _secret_key() -> str:
-    """SECRET_KEY from the environment, else one generated on first start and kept in var/.
+def _kept_secret(file_name: str, nbytes: int) -> str:
+    """A secret generated on first start and kept in var/ (mode 0600), the same for every process.
 
-    Never a hard-coded default: a key in the repository would sign every session and CSRF
-    token of every deployment the same way.
+    Never a hard-coded default: a value in the repository would be the same for every
+    installation.
     """
-    from_env = os.environ.get("SECRET_KEY") or os.environ.get("DJANGO_SECRET_KEY")
-    if from_env:
-        return from_env
-    key_file = VAR_DIR / "secret_key"
+    path = VAR_DIR / file_name
     try:
-        return key_file.read_text().strip()
+        return path.read_text().strip()
     except FileNotFoundError:
         pass
-    key = secrets.token_urlsafe(50)
-    # O_EXCL: two processes starting together must agree on one key, so the loser reads it back.
+    value = secrets.token_urlsafe(nbytes)
+    # O_EXCL: two processes starting together must agree on one value, so the loser reads it back.
     try:
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return key_file.read_text().strip()
+        return path.read_text().strip()
     with os.fdopen(fd, "w") as fh:
-        fh.write(key)
-    return key
+        fh.write(value)
+    return value
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated on first start and kept in var/."""
+    from_env = os.environ.get("SECRET_KEY") or os.environ.get("DJANGO_SECRET_KEY")
+    return from_env or _kept_secret("secret_key", 50)
 
 
 SECRET_KEY = _secret_key()
@@ -209,6 +212,13 @@ DAPR_GRPC_PORT = os.environ.get("DAPR_GRPC_PORT") or None
 # Where that daprd listens: its own pod by default; on Kubernetes the web pods reach the
 # worker's sidecars through a Service (deploy/web.yaml), as the Dapr SDKs read it too.
 DAPR_RUNTIME_HOST = os.environ.get("DAPR_RUNTIME_HOST") or "127.0.0.1"
+# The engine's API token: the sidecar (embedded or daprd) refuses calls without it, so no other
+# local process can start a workflow or raise a manager's decision. Under Dapr it is the
+# DAPR_API_TOKEN daprd was given; embedded, DAPR_API_TOKEN or one generated at first start and
+# kept in var/ like the secret key. The workflow client sends it (orders.workflow_client).
+DAPR_API_TOKEN = os.environ.get("DAPR_API_TOKEN") or (
+    None if DAPR_GRPC_PORT else _kept_secret("dapr_api_token", 32)
+)
 
 LOGGING = {
     "version": 1,
