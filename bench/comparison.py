@@ -156,6 +156,9 @@ def run_dbos(
 
 @dataclass(frozen=True)
 class Configuration:
+    """A row of the main table: its label, and how to run it with n worker processes (the
+    function returns ``make_row(...)``)."""
+
     label: str
     run: Runner
 
