@@ -12,7 +12,6 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 from dapr.ext.workflow import WorkflowStatus
@@ -35,7 +34,8 @@ WAIT_TIMEOUT_S = 300
 
 @dataclass
 class SidecarSystem:
-    """A sidecar process and its worker processes; start() returns once all are serving.
+    """A sidecar process and its worker processes; start() returns once all are serving, and
+    the ``with`` block stops them.
 
     ``floor=True`` runs ``bench.sdk_floor`` (a backend that does almost nothing) in the
     sidecar's place, to measure the SDK on its own. ``sidecar_args`` are added to the
@@ -53,6 +53,7 @@ class SidecarSystem:
     worker_procs: list[Any] = field(default_factory=list)
 
     def start(self) -> SidecarSystem:
+        """Start the processes (all stopped again if one fails to start)."""
         self.port = free_port()
         began = time.perf_counter()
         if self.floor:
@@ -60,11 +61,15 @@ class SidecarSystem:
         else:
             command = [PYTHON, "-m", "sidecar", "--grpc-port", str(self.port), "--db", self.db]
             command += ["--log-level", "warning", *self.sidecar_args]
-        self.sidecar = spawn(command, self.log)
-        wait_port(self.port, self.sidecar, timeout=600)
-        self.started_in_s = time.perf_counter() - began
-        for _ in range(self.workers):
-            self.add_worker()
+        try:
+            self.sidecar = spawn(command, self.log)
+            wait_port(self.port, self.sidecar, timeout=600)
+            self.started_in_s = time.perf_counter() - began
+            for _ in range(self.workers):
+                self.add_worker()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def add_worker(self) -> None:
@@ -203,7 +208,3 @@ def run(coro_factory: Callable[[DaprWorkflowClient], Any], port: int) -> Any:
                 await inner.aclose()
 
     return asyncio.run(main())
-
-
-def db_path_of(workdir: Path, name: str) -> str:
-    return str(workdir / f"{name}.db")

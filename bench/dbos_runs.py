@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bench.dapr_runs import LoadResult
 from bench.util import PYTHON, BenchError, peak_rss_mb, spawn, stop_process, wait_line
 
 
@@ -36,17 +37,19 @@ class DbosSystem:
     procs: list[Any] = field(default_factory=list)
 
     def start(self) -> DbosSystem:
+        """Start the processes (all stopped again if one fails to start)."""
         url = prepare_database(self.db_file, self.journal)
-        # One after the other: the first one creates DBOS's schema.
-        for i in range(self.processes):
-            proc = spawn(
-                [PYTHON, "-m", "bench.dbos_worker", "--db", url, "--executor-id", f"bench-{i}"],
-                self.log,
-                stdin=True,
-                stdout_pipe=True,
-            )
-            self.procs.append(proc)
-            wait_line(proc, "ready", timeout=120)
+        try:
+            # One after the other: the first one creates DBOS's schema.
+            for i in range(self.processes):
+                command = [PYTHON, "-m", "bench.dbos_worker", "--db", url]
+                command += ["--executor-id", f"bench-{i}"]
+                proc = spawn(command, self.log, stdin=True, stdout_pipe=True)
+                self.procs.append(proc)
+                wait_line(proc, "ready", timeout=120)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def send(self, proc: Any, command: dict[str, Any]) -> None:
@@ -73,7 +76,7 @@ class DbosSystem:
         for proc in self.procs:
             self.receive(proc)
 
-    def throughput(self, n: int, inflight: int) -> dict[str, Any]:
+    def throughput(self, n: int, inflight: int) -> LoadResult:
         """n workflows split over the processes, each keeping its share of ``inflight`` in
         flight, all starting at the same instant: total / (last completion - first start)."""
         start_at = time.time() + 0.5
@@ -87,16 +90,12 @@ class DbosSystem:
                 proc, {"cmd": "throughput", "n": share, "inflight": lane, "start_at": start_at}
             )
         answers = [self.receive(proc) for proc in self.procs]
-        done = sum(a["done"] for a in answers)
-        errors = sum(a["errors"] for a in answers)
-        elapsed = max(a["last"] for a in answers) - min(a["first"] for a in answers)
-        return {
-            "done": done,
-            "errors": errors,
-            "error_samples": [e for a in answers for e in a.get("error_samples", [])][:3],
-            "elapsed_s": elapsed,
-            "latencies": [x for a in answers for x in a.get("latencies", [])],
-        }
+        return LoadResult(
+            done=sum(a["done"] for a in answers),
+            elapsed_s=max(a["last"] for a in answers) - min(a["first"] for a in answers),
+            latencies=[x for a in answers for x in a["latencies"]],
+            errors=[e for a in answers for e in a["errors"]],
+        )
 
     def pids(self) -> dict[str, list[int]]:
         return {"workers": [p.pid for p in self.procs]}

@@ -9,7 +9,8 @@ DBOS with the same order shape as bench/workload.py (a workflow of five chained 
   answers ``{"latencies": [seconds, ...]}`` (start_workflow call to result).
 * ``{"cmd": "throughput", "n": N, "inflight": C, "start_at": unix_time}``: from start_at on,
   keep C workflows in flight (start, wait for the result, start the next) until N completed;
-  answers ``{"first": t, "last": t, "done": n, "errors": e, "latencies": [...]}`` (unix times).
+  answers ``{"first": t, "last": t, "done": n, "errors": [...], "latencies": [...]}`` (unix
+  times; one message per failed workflow).
 * ``{"cmd": "exit"}`` or end of input: destroy DBOS and exit.
 """
 
@@ -97,7 +98,7 @@ def throughput(workflow: Any, n: int, inflight: int, start_at: float) -> dict[st
                 run_one(workflow, i)
             except Exception as exc:  # reported, not raised: the bench counts errors
                 with lock:
-                    errors.append(repr(exc))
+                    errors.append(f"{i}: {exc!r}"[:300])
                 continue
             elapsed = time.perf_counter() - began
             with lock:
@@ -114,8 +115,7 @@ def throughput(workflow: Any, n: int, inflight: int, start_at: float) -> dict[st
         "first": first,
         "last": last,
         "done": done,
-        "errors": len(errors),
-        "error_samples": errors[:3],
+        "errors": errors,
         "latencies": latencies,
     }
 

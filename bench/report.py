@@ -1,9 +1,17 @@
-"""The table and the targets: every verdict is computed from the figures of this run."""
+"""The main table: a row per configuration, columns of figures, and each row's ratios to the
+reference row (the SDK floor with as many worker processes). A new configuration is a new row;
+the table needs no change for it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+Row = dict[str, Any]
+
+# What every row is read against: a backend that does nothing, the SDK's own cost.
+REFERENCE = "sdk-floor"
 
 
 def fmt(value: Any, digits: int = 1) -> str:
@@ -14,11 +22,15 @@ def fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
     """A Markdown table, padded so it also reads well in a terminal."""
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
@@ -27,173 +39,65 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
 
-MAIN_HEADERS = [
-    "configuration",
-    "worker procs",
-    "throughput wf/s",
-    "seq p50 ms",
-    "seq p99 ms",
-    "engine CPU ms/wf",
-    "worker CPU ms/wf",
-    "all CPU ms/wf",
-    "engine peak RSS MB",
-    "worker peak RSS MB",
-    "other load (cores)",
+@dataclass(frozen=True)
+class Column:
+    header: str
+    value: Callable[[Row], Any]
+    digits: int = 1
+
+
+FIGURES = [
+    Column("configuration", lambda r: r["label"]),
+    Column("worker procs", lambda r: r["workers"]),
+    Column("throughput wf/s", lambda r: r["throughput_wps"]),
+    Column("seq p50 ms", lambda r: r["seq_p50_ms"]),
+    Column("seq p99 ms", lambda r: r["seq_p99_ms"]),
+    Column("engine CPU ms/wf", lambda r: r["cpu_ms_per_wf"]["engine"]),
+    Column("worker CPU ms/wf", lambda r: r["cpu_ms_per_wf"]["workers"]),
+    Column("all CPU ms/wf", lambda r: r["cpu_ms_per_wf"]["total"]),
+    Column("engine peak RSS MB", lambda r: r["peak_rss_mb"]["engine"]),
+    Column(
+        "worker peak RSS MB", lambda r: "/".join(f"{x:.0f}" for x in r["peak_rss_mb"]["workers"])
+    ),
+    Column("other load (cores)", lambda r: r["other_load_cores"], 2),
 ]
 
-
-def main_table(results: list[dict[str, Any]]) -> str:
-    rows = []
-    for r in results:
-        cpu = r["cpu_ms_per_wf"]
-        rss = r["peak_rss_mb"]
-        workers_rss = rss.get("workers") or []
-        rows.append(
-            [
-                r["label"],
-                str(r["workers"]),
-                fmt(r["throughput_wps"]),
-                fmt(r["seq_p50_ms"]),
-                fmt(r["seq_p99_ms"]),
-                fmt(cpu.get("engine")),
-                fmt(cpu.get("workers")),
-                fmt(cpu.get("total")),
-                fmt(rss.get("engine")),
-                "/".join(fmt(x, 0) for x in workers_rss) or "-",
-                fmt(r.get("other_load_cores"), 2),
-            ]
-        )
-    return table(MAIN_HEADERS, rows)
+# Figures read as a ratio to the reference row's: name -> the figure.
+RATIOS: dict[str, Callable[[Row], float | None]] = {
+    "throughput": lambda r: r["throughput_wps"],
+    "seq_p50": lambda r: r["seq_p50_ms"],
+    "all_cpu": lambda r: r["cpu_ms_per_wf"]["total"],
+}
+RATIO_HEADERS = {
+    "throughput": "wf/s ÷ floor",
+    "seq_p50": "seq p50 ÷ floor",
+    "all_cpu": "CPU ÷ floor",
+}
 
 
-@dataclass
-class Target:
-    name: str
-    measured: float | None  # the ratio or value compared with the limit
-    limit: float
-    higher_is_better: bool
-    detail: str = ""
-    informational: bool = False  # shown for comparison, not one of the issue's targets
-
-    @property
-    def verdict(self) -> str:
-        if self.measured is None:
-            return "N/A"
-        if self.informational:
-            return "info"
-        ok = self.measured >= self.limit if self.higher_is_better else self.measured <= self.limit
-        return "PASS" if ok else "MISS"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.name,
-            "verdict": self.verdict,
-            "measured": None if self.measured is None else round(self.measured, 3),
-            "limit": self.limit,
-            "comparison": ">=" if self.higher_is_better else "<=",
-            "detail": self.detail,
-        }
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
-def find(results: list[dict[str, Any]], config: str, workers: int) -> dict[str, Any] | None:
-    for r in results:
-        if r["config"] == config and r["workers"] == workers:
-            return r
-    return None
-
-
-def main_targets(results: list[dict[str, Any]]) -> list[Target]:
-    def tput(config: str, workers: int) -> float | None:
-        r = find(results, config, workers)
-        return None if r is None else r["throughput_wps"]
-
-    def p50(config: str, workers: int) -> float | None:
-        r = find(results, config, workers)
-        return None if r is None else r["seq_p50_ms"]
-
-    targets = []
-    for w in (1, 2):
-        d, m = tput("sidecar-durable", w), tput("sidecar-memory", w)
-        targets.append(
-            Target(
-                f"durable throughput within 10% of in-memory ({w} worker{'s' if w > 1 else ''})",
-                ratio(d, m),
-                0.90,
-                True,
-                f"durable {fmt(d)} / in-memory {fmt(m)} wf/s",
-            )
-        )
-    # The targets compare with DBOS as it sets SQLite up (the figures the targets were set
-    # from); the same ratios against DBOS on WAL are printed for comparison.
-    for dbos, informational in (("dbos", False), ("dbos-wal", True)):
-        base = tput(dbos, 1)
-        name = "DBOS" if dbos == "dbos" else "DBOS on WAL"
-        for w, limit in ((1, 1.3), (2, 1.8)):
-            d = tput("sidecar-durable", w)
-            targets.append(
-                Target(
-                    f"{w} worker process{'es' if w > 1 else ''}: durable >= {limit}x "
-                    f"{name} throughput",
-                    ratio(d, base),
-                    limit,
-                    True,
-                    f"durable {fmt(d)} / {name} (1 process) {fmt(base)} wf/s",
-                    informational,
-                )
-            )
-        d, b = p50("sidecar-durable", 1), p50(dbos, 1)
-        targets.append(
-            Target(
-                f"sequential p50 <= 1.25x {name}'s",
-                ratio(d, b),
-                1.25,
-                False,
-                f"durable {fmt(d)} ms / {name} {fmt(b)} ms",
-                informational,
-            )
-        )
-    # How close to the SDK's own ceiling: the same figures against a backend doing nothing.
-    for w in (1, 2):
-        d, f = tput("sidecar-durable", w), tput("sdk-floor", w)
-        targets.append(
-            Target(
-                f"durable throughput vs the SDK floor ({w} worker{'s' if w > 1 else ''})",
-                ratio(d, f),
-                1.0,
-                True,
-                f"durable {fmt(d)} / floor {fmt(f)} wf/s",
-                informational=True,
-            )
-        )
-    d, f = p50("sidecar-durable", 1), p50("sdk-floor", 1)
-    targets.append(
-        Target(
-            "sequential p50 vs the SDK floor",
-            ratio(d, f),
-            1.0,
-            False,
-            f"durable {fmt(d)} ms / floor {fmt(f)} ms",
-            informational=True,
-        )
+def reference_for(row: Row, rows: list[Row]) -> Row | None:
+    return next(
+        (r for r in rows if r["config"] == REFERENCE and r["workers"] == row["workers"]), None
     )
-    return targets
 
 
-def targets_table(targets: list[Target]) -> str:
-    rows = [
-        [
-            t.verdict,
-            t.name,
-            fmt(t.measured, 2),
-            ("≥ " if t.higher_is_better else "≤ ") + fmt(t.limit, 2),
-            t.detail,
-        ]
-        for t in targets
-    ]
-    return table(["verdict", "target", "measured", "limit", "figures"], rows)
+def ratios_to_reference(row: Row, rows: list[Row]) -> dict[str, float | None]:
+    """``row``'s figures divided by the reference row's with as many worker processes (None
+    for every ratio when that row was not run)."""
+    ref = reference_for(row, rows)
+    return {
+        name: None if ref is None else ratio(figure(row), figure(ref))
+        for name, figure in RATIOS.items()
+    }
+
+
+def main_table(rows: list[Row]) -> str:
+    headers = [c.header for c in FIGURES] + list(RATIO_HEADERS.values())
+    cells = []
+    for row in rows:
+        ratios = ratios_to_reference(row, rows)
+        cells.append(
+            [fmt(c.value(row), c.digits) for c in FIGURES]
+            + [fmt(ratios[name], 2) for name in RATIO_HEADERS]
+        )
+    return table(headers, cells)

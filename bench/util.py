@@ -143,10 +143,6 @@ class CpuMark:
         return {role: self.values[role] - earlier.values.get(role, 0.0) for role in self.values}
 
 
-def self_pids() -> list[int]:
-    return [os.getpid()]
-
-
 def fsync_ms(directory: Path, rounds: int = 30) -> float:
     """Median time of a 4 KiB write + fsync in ``directory``: what one durable commit costs."""
     times = []

@@ -1,4 +1,4 @@
-"""Where one sequential workflow's time goes: ``python -m bench.timeline [--floor] [--db F]``.
+"""Where one sequential workflow's time goes: ``python -m bench.experiments.timeline``.
 
 Runs the backend (the embedded sidecar, or ``--floor`` the SDK floor) in this process with its
 gRPC methods wrapped to note when each call arrives and returns and when each work item is
@@ -109,7 +109,7 @@ def median_timeline(runs: list[list[tuple[str, float]]]) -> list[tuple[str, floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.timeline")
+    parser = argparse.ArgumentParser(prog="python -m bench.experiments.timeline")
     parser.add_argument("--floor", action="store_true", help="the SDK floor, not the sidecar")
     parser.add_argument("--db", default=":memory:", help="the sidecar's database (:memory:)")
     parser.add_argument("-n", type=int, default=150, help="workflows measured (150)")

@@ -1,12 +1,12 @@
-"""Sequential latency, paired: ``python -m bench.paired [-n N] CONFIG [CONFIG ...]``.
+"""Sequential latency, paired: ``python -m bench.experiments.paired [-n N] CONFIG ...``.
 
 Every configuration is started at once and the workflows take turns: workflow 1 on each
 configuration, then workflow 2 on each, and so on. The machine's drift (up to 25% between
-two runs a few minutes apart here) then falls on all of them alike, so differences of a few
-percent can be read, where the main benchmark's back-to-back runs cannot show them. Use it to
-compare two builds or settings; the targets are judged by ``python -m bench``, whose
-sequential figures are back to back (each configuration warm, nothing else running between
-its workflows), which this is not.
+two runs a few minutes apart on a virtual machine) then falls on all of them alike, so
+differences of a few percent can be read, where back-to-back runs cannot show them. Use it to
+compare two builds or settings. Its figures are not those of ``python -m bench``, whose
+sequential runs are back to back (each configuration warm, nothing else running between its
+workflows): DBOS, a library keeping its caches warm between workflows, loses most here.
 
 CONFIG is one of ``durable``, ``memory`` (the sidecar on a file or ``--db :memory:``),
 ``floor`` (the SDK floor), ``dbos``, ``dbos-wal``, optionally followed by sidecar options
@@ -68,7 +68,11 @@ async def run(systems: list[Any], n: int, warmup: int) -> list[list[float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.paired", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.experiments.paired",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("configs", nargs="+", help="configurations (see above)")
     parser.add_argument("-n", type=int, default=300, help="workflows per configuration (300)")
     parser.add_argument("--warmup", type=int, default=30, help="unmeasured first (30)")
