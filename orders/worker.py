@@ -32,9 +32,13 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 
-from orders import engine, selectors, services
+from orders import selectors, workflow_client
+from orders.embedded_sidecar import sidecar_start
 from orders.exceptions import EngineUnavailable, OrderError
 from orders.models import Order, OrderStatus
+from orders.services.approvals import order_send_decision
+from orders.services.orders import order_fail_stuck, order_schedule
+from orders.workflows.runtime import runtime_create
 
 logger = logging.getLogger("orders.worker")
 
@@ -76,18 +80,18 @@ class Worker:
         self._stop.set()
 
     def _start(self) -> None:
-        if engine.uses_dapr():
-            self.address = engine.engine_address()
+        if workflow_client.uses_dapr():
+            self.address = workflow_client.engine_address()
             logger.info("Using the Dapr sidecar at %s", self.address)
         else:
             db_path = self.db_path or settings.WORKFLOW_DB_PATH
             port = settings.WORKFLOW_GRPC_PORT if self.grpc_port is None else self.grpc_port
-            self._sidecar = engine.sidecar_start(db_path=db_path, port=port)
+            self._sidecar = sidecar_start(db_path=db_path, port=port)
             self.address = self._sidecar.grpc_address
             logger.info("Embedded sidecar listening on %s (database %s)", self.address, db_path)
-        engine.use_address(self.address)
+        workflow_client.use_address(self.address)
         if self.processes == 0:
-            self._runtime = engine.runtime_create(self.address)
+            self._runtime = runtime_create(self.address)
             self._runtime.start()
             logger.info("Workflow runtime started in this process")
         else:
@@ -133,7 +137,7 @@ class Worker:
         if self._sidecar is not None:
             self._sidecar.stop()
             self._sidecar = None
-        engine.use_address(None)
+        workflow_client.use_address(None)
         logger.info("Worker stopped")
 
     # --- signals --------------------------------------------------------------------------
@@ -214,7 +218,7 @@ class Worker:
 
     def _check_in_flight(self, order_id: str) -> None:
         try:
-            state = engine.workflow_state(order_id)
+            state = workflow_client.workflow_state(order_id)
         except EngineUnavailable as error:
             logger.warning("Cannot check order %s: %s", order_id, error)
             return
@@ -222,12 +226,12 @@ class Worker:
             # The engine lost the instance (its database was replaced): run it again; every
             # activity is idempotent, so work already done is not done twice.
             Order.objects.filter(pk=order_id).update(scheduled_at=None)
-            if services.order_schedule(order_id=order_id):
+            if order_schedule(order_id=order_id):
                 logger.info("Rescheduled order %s, its workflow was missing", order_id)
             return
         status = state.runtime_status.name
         if status in {"FAILED", "TERMINATED", "COMPLETED"}:
-            services.order_fail_stuck(order_id=order_id, reason=f"workflow {status.lower()}")
+            order_fail_stuck(order_id=order_id, reason=f"workflow {status.lower()}")
 
     def _drained(self) -> bool:
         close_old_connections()
@@ -261,12 +265,12 @@ def _for_each(order_ids: Iterable[str], handle: Callable[[str], object]) -> None
 
 
 def _schedule(order_id: str) -> None:
-    if services.order_schedule(order_id=order_id):
+    if order_schedule(order_id=order_id):
         logger.info("Scheduled workflow for order %s", order_id)
 
 
 def _send_decision(order_id: str) -> None:
-    if services.order_send_decision(order_id=order_id):
+    if order_send_decision(order_id=order_id):
         logger.info("Delivered the manager's decision for order %s", order_id)
 
 
@@ -285,8 +289,8 @@ def run_child(address: str, parent_pid: int | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    engine.use_address(address)
-    runtime = engine.runtime_create(address)
+    workflow_client.use_address(address)
+    runtime = runtime_create(address)
     runtime.start()
     logger.info("Worker process %d connected to %s", os.getpid(), address)
     try:

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from orders import engine, services
+from orders import workflow_client
 from orders.exceptions import (
     ApprovalNotPermitted,
     ApprovalWindowClosed,
@@ -23,23 +23,41 @@ from orders.exceptions import (
     UnknownItem,
 )
 from orders.models import MAX_UNITS, InventoryItem, LedgerEntry, Order, OrderStatus
+from orders.services.accounts import manager_account_create
+from orders.services.approvals import order_approve, order_reject
+from orders.services.inventory import (
+    inventory_deduct,
+    inventory_release,
+    inventory_reserve,
+    inventory_restock,
+    inventory_seed,
+)
+from orders.services.orders import (
+    order_cancel,
+    order_fail_stuck,
+    order_notify,
+    order_place,
+    order_request_approval,
+    order_schedule,
+)
+from orders.services.payments import payment_process, payment_refund
 from orders.tests.conftest import stock, timeline
 
 
 def paid_order(item: InventoryItem, *, shipped: bool = False) -> Order:
     """An order of 4 whose workflow has reserved and taken the payment (and, if ``shipped``,
     updated the inventory)."""
-    order = services.order_place(item_id=item.pk, quantity=4)
-    services.inventory_reserve(order_id=order.id)
-    services.payment_process(order_id=order.id)
+    order = order_place(item_id=item.pk, quantity=4)
+    inventory_reserve(order_id=order.id)
+    payment_process(order_id=order.id)
     if shipped:
-        services.inventory_deduct(order_id=order.id)
+        inventory_deduct(order_id=order.id)
     return order
 
 
 class TestOrderPlace:
     def test_order_place_writes_order_with_total(self, cars):
-        order = services.order_place(item_id=cars.pk, quantity=3)
+        order = order_place(item_id=cars.pk, quantity=3)
         order.refresh_from_db()
         assert order.total_cost == Decimal("15000")
         assert order.status == OrderStatus.PLACED
@@ -49,17 +67,17 @@ class TestOrderPlace:
     @pytest.mark.parametrize("quantity", [0, -1, "2", 2.5, True, None])
     def test_order_place_bad_quantity_writes_nothing(self, cars, quantity):
         with pytest.raises(InvalidQuantity):
-            services.order_place(item_id=cars.pk, quantity=quantity)
+            order_place(item_id=cars.pk, quantity=quantity)
         assert Order.objects.count() == 0
 
     def test_order_place_unknown_item_writes_nothing(self, cars):
         with pytest.raises(UnknownItem):
-            services.order_place(item_id=cars.pk + 99, quantity=1)
+            order_place(item_id=cars.pk + 99, quantity=1)
         assert Order.objects.count() == 0
 
     def test_order_place_more_than_on_hand_writes_nothing(self, cars):
         with pytest.raises(NotEnoughStock):
-            services.order_place(item_id=cars.pk, quantity=11)
+            order_place(item_id=cars.pk, quantity=11)
         assert Order.objects.count() == 0
 
     def test_order_place_total_beyond_what_an_order_holds_writes_nothing(self, db):
@@ -69,20 +87,18 @@ class TestOrderPlace:
             name="Jets", unit_cost=Decimal("9999999999.99"), on_hand=1000
         )
         with pytest.raises(InvalidQuantity, match="must not exceed"):
-            services.order_place(item_id=jets.pk, quantity=101)
+            order_place(item_id=jets.pk, quantity=101)
         assert Order.objects.count() == 0
-        assert services.order_place(item_id=jets.pk, quantity=99).total_cost == Decimal(
-            "989999999999.01"
-        )
+        assert order_place(item_id=jets.pk, quantity=99).total_cost == Decimal("989999999999.01")
 
     def test_the_same_form_twice_places_one_order(self, cars):
         token = "ab" * 16
-        first = services.order_place(item_id=cars.pk, quantity=2, form_token=token)
-        again = services.order_place(item_id=cars.pk, quantity=2, form_token=token)
+        first = order_place(item_id=cars.pk, quantity=2, form_token=token)
+        again = order_place(item_id=cars.pk, quantity=2, form_token=token)
         assert again.pk == first.pk
         assert Order.objects.count() == 1
         # The same form sent with other figures (Back, change, send) is another order.
-        other = services.order_place(item_id=cars.pk, quantity=3, form_token=token)
+        other = order_place(item_id=cars.pk, quantity=3, form_token=token)
         assert other.pk != first.pk and other.quantity == 3
         assert Order.objects.count() == 2
 
@@ -94,41 +110,36 @@ class TestOrderPlace:
         def the_other_request_places_it_meanwhile(**lookup):
             monkeypatch.setattr(InventoryItem.objects, "get", get_item)  # once
             # Between this request's lookup of the order and its insert:
-            other_request.append(
-                services.order_place(item_id=cars.pk, quantity=2, form_token=token)
-            )
+            other_request.append(order_place(item_id=cars.pk, quantity=2, form_token=token))
             return get_item(**lookup)
 
         monkeypatch.setattr(InventoryItem.objects, "get", the_other_request_places_it_meanwhile)
-        order = services.order_place(item_id=cars.pk, quantity=2, form_token=token)
+        order = order_place(item_id=cars.pk, quantity=2, form_token=token)
         assert order.pk == other_request[0].pk
         assert Order.objects.count() == 1
 
     @pytest.mark.parametrize("token", ["", "AB" * 16, "ab" * 17, "<script>"])
     def test_a_malformed_form_token_writes_nothing(self, cars, token):
         with pytest.raises(InvalidFormToken):
-            services.order_place(item_id=cars.pk, quantity=1, form_token=token)
+            order_place(item_id=cars.pk, quantity=1, form_token=token)
         assert Order.objects.count() == 0
 
     def test_order_place_schedules_after_commit(
         self, cars, no_engine, django_capture_on_commit_callbacks
     ):
         with django_capture_on_commit_callbacks(execute=True):
-            order = services.order_place(item_id=cars.pk, quantity=1)
+            order = order_place(item_id=cars.pk, quantity=1)
         assert no_engine == [("schedule", order.id)]
         order.refresh_from_db()
         assert order.scheduled_at is not None
 
     def test_order_schedule_engine_down_leaves_order_for_the_worker(self, cars, monkeypatch):
-        from orders import engine
-        from orders.exceptions import EngineUnavailable
-
         def down(**kwargs):
             raise EngineUnavailable("no engine")
 
-        monkeypatch.setattr(engine, "workflow_schedule", down)
-        order = services.order_place(item_id=cars.pk, quantity=1)
-        assert services.order_schedule(order_id=order.id) is False
+        monkeypatch.setattr(workflow_client, "workflow_schedule", down)
+        order = order_place(item_id=cars.pk, quantity=1)
+        assert order_schedule(order_id=order.id) is False
         order.refresh_from_db()
         assert order.scheduled_at is None
         assert order.status == OrderStatus.PLACED
@@ -136,84 +147,80 @@ class TestOrderPlace:
 
 class TestStockMovements:
     def test_reserve_moves_units_and_is_idempotent(self, cars):
-        order = services.order_place(item_id=cars.pk, quantity=2)
-        first = services.inventory_reserve(order_id=order.id)
-        second = services.inventory_reserve(order_id=order.id)
+        order = order_place(item_id=cars.pk, quantity=2)
+        first = inventory_reserve(order_id=order.id)
+        second = inventory_reserve(order_id=order.id)
         assert first.success and second.success
         assert first.available == second.available == 10
         assert stock(cars) == (8, 2, 0)
         assert LedgerEntry.objects.filter(order=order).count() == 1
 
     def test_reserve_insufficient_changes_nothing(self, cars):
-        order = services.order_place(item_id=cars.pk, quantity=5)
+        order = order_place(item_id=cars.pk, quantity=5)
         InventoryItem.objects.filter(pk=cars.pk).update(on_hand=4)
-        result = services.inventory_reserve(order_id=order.id)
+        result = inventory_reserve(order_id=order.id)
         assert not result.success
         assert result.available == 4
         assert stock(cars) == (4, 0, 0)
         assert not LedgerEntry.objects.exists()
 
     def test_release_gives_units_back_once(self, cars):
-        order = services.order_place(item_id=cars.pk, quantity=3)
-        services.inventory_reserve(order_id=order.id)
-        assert services.inventory_release(order_id=order.id) is True
-        assert services.inventory_release(order_id=order.id) is False
+        order = order_place(item_id=cars.pk, quantity=3)
+        inventory_reserve(order_id=order.id)
+        assert inventory_release(order_id=order.id) is True
+        assert inventory_release(order_id=order.id) is False
         assert stock(cars) == (10, 0, 0)
 
     def test_deduct_sells_reserved_units_once(self, cars):
-        order = services.order_place(item_id=cars.pk, quantity=3)
-        services.inventory_reserve(order_id=order.id)
-        assert services.inventory_deduct(order_id=order.id) == 7
-        assert services.inventory_deduct(order_id=order.id) == 7
+        order = order_place(item_id=cars.pk, quantity=3)
+        inventory_reserve(order_id=order.id)
+        assert inventory_deduct(order_id=order.id) == 7
+        assert inventory_deduct(order_id=order.id) == 7
         assert stock(cars) == (7, 0, 3)
         # Sold units are not released by a late failure path.
-        assert services.inventory_release(order_id=order.id) is False
+        assert inventory_release(order_id=order.id) is False
         assert stock(cars) == (7, 0, 3)
 
     def test_deduct_without_reservation_fails(self, cars):
-        order = services.order_place(item_id=cars.pk, quantity=3)
+        order = order_place(item_id=cars.pk, quantity=3)
         with pytest.raises(InventoryUpdateFailed):
-            services.inventory_deduct(order_id=order.id)
+            inventory_deduct(order_id=order.id)
         assert stock(cars) == (10, 0, 0)
 
     def test_payment_and_refund_once_each(self, cars):
-        order = services.order_place(item_id=cars.pk, quantity=2)
-        services.inventory_reserve(order_id=order.id)
-        assert services.payment_process(order_id=order.id) == Decimal("10000")
-        services.payment_process(order_id=order.id)
-        assert services.payment_refund(order_id=order.id) is True
-        assert services.payment_refund(order_id=order.id) is False
+        order = order_place(item_id=cars.pk, quantity=2)
+        inventory_reserve(order_id=order.id)
+        assert payment_process(order_id=order.id) == Decimal("10000")
+        payment_process(order_id=order.id)
+        assert payment_refund(order_id=order.id) is True
+        assert payment_refund(order_id=order.id) is False
         steps = sorted(LedgerEntry.objects.filter(order=order).values_list("step", flat=True))
         assert steps == ["payment", "refund", "release", "reserve"]
         assert stock(cars) == (10, 0, 0)
 
     def test_restock_adds_units(self, cars):
-        services.inventory_restock(item_id=cars.pk, quantity=5)
+        inventory_restock(item_id=cars.pk, quantity=5)
         assert stock(cars) == (15, 0, 0)
         with pytest.raises(InvalidQuantity):
-            services.inventory_restock(item_id=cars.pk, quantity=0)
+            inventory_restock(item_id=cars.pk, quantity=0)
         with pytest.raises(UnknownItem):
-            services.inventory_restock(item_id=cars.pk + 99, quantity=1)
+            inventory_restock(item_id=cars.pk + 99, quantity=1)
 
     @pytest.mark.parametrize("quantity", [MAX_UNITS - 9, 10**30])
     def test_restock_beyond_what_a_column_holds_changes_nothing(self, cars, quantity):
         with pytest.raises(InvalidQuantity):
-            services.inventory_restock(item_id=cars.pk, quantity=quantity)
+            inventory_restock(item_id=cars.pk, quantity=quantity)
         assert stock(cars) == (10, 0, 0)
-        services.inventory_restock(item_id=cars.pk, quantity=MAX_UNITS - 10)
+        inventory_restock(item_id=cars.pk, quantity=MAX_UNITS - 10)
         assert stock(cars) == (MAX_UNITS, 0, 0)
 
 
 class TestNotify:
     def test_notify_once_per_step_and_final_state_sticks(self, cars):
-        order = services.order_place(item_id=cars.pk, quantity=1)
-        services.order_notify(
-            order_id=order.id, step="received", message="Received", status="processing"
-        )
-        services.order_notify(
-            order_id=order.id, step="received", message="Received", status="processing"
-        )
-        services.order_notify(
+        order = order_place(item_id=cars.pk, quantity=1)
+        order_notify(order_id=order.id, step="received", message="Received", status="processing")
+        order_notify(order_id=order.id, step="received", message="Received", status="processing")
+        order_notify(
             order_id=order.id,
             step="completed",
             message="Done",
@@ -221,9 +228,7 @@ class TestNotify:
             result={"processed": True},
         )
         # A late replay must not reopen a finished order.
-        services.order_notify(
-            order_id=order.id, step="received2", message="Again", status="processing"
-        )
+        order_notify(order_id=order.id, step="received2", message="Again", status="processing")
         order.refresh_from_db()
         assert order.status == OrderStatus.COMPLETED
         assert order.result == {"processed": True}
@@ -231,20 +236,18 @@ class TestNotify:
 
 
 def _awaiting(order: Order, seconds: float = 60) -> None:
-    services.inventory_reserve(order_id=order.id)
-    services.order_request_approval(
-        order_id=order.id, deadline=timezone.now() + timedelta(seconds=seconds)
-    )
+    inventory_reserve(order_id=order.id)
+    order_request_approval(order_id=order.id, deadline=timezone.now() + timedelta(seconds=seconds))
 
 
 class TestDecisions:
     def test_approve_records_who_and_sends_event(
         self, cars, manager, no_engine, django_capture_on_commit_callbacks
     ):
-        order = services.order_place(item_id=cars.pk, quantity=10)
+        order = order_place(item_id=cars.pk, quantity=10)
         _awaiting(order)
         with django_capture_on_commit_callbacks(execute=True):
-            services.order_approve(order_id=order.id, user=manager)
+            order_approve(order_id=order.id, user=manager)
         order.refresh_from_db()
         assert order.approved is True
         assert order.decided_by == manager
@@ -252,47 +255,47 @@ class TestDecisions:
         assert ("approval", (order.id, True)) in no_engine
 
     def test_reject_sends_false(self, cars, manager, no_engine, django_capture_on_commit_callbacks):
-        order = services.order_place(item_id=cars.pk, quantity=10)
+        order = order_place(item_id=cars.pk, quantity=10)
         _awaiting(order)
         with django_capture_on_commit_callbacks(execute=True):
-            services.order_reject(order_id=order.id, user=manager)
+            order_reject(order_id=order.id, user=manager)
         order.refresh_from_db()
         assert order.approved is False
         assert ("approval", (order.id, False)) in no_engine
 
     def test_approve_without_permission_refused(self, cars, clerk, no_engine):
-        order = services.order_place(item_id=cars.pk, quantity=10)
+        order = order_place(item_id=cars.pk, quantity=10)
         _awaiting(order)
         with pytest.raises(ApprovalNotPermitted):
-            services.order_approve(order_id=order.id, user=clerk)
+            order_approve(order_id=order.id, user=clerk)
         order.refresh_from_db()
         assert order.approved is None
 
     def test_approve_twice_refused(self, cars, manager, no_engine):
-        order = services.order_place(item_id=cars.pk, quantity=10)
+        order = order_place(item_id=cars.pk, quantity=10)
         _awaiting(order)
-        services.order_approve(order_id=order.id, user=manager)
+        order_approve(order_id=order.id, user=manager)
         with pytest.raises(NotAwaitingApproval):
-            services.order_reject(order_id=order.id, user=manager)
+            order_reject(order_id=order.id, user=manager)
         order.refresh_from_db()
         assert order.approved is True
 
     def test_approve_not_awaiting_refused(self, cars, manager, no_engine):
-        order = services.order_place(item_id=cars.pk, quantity=1)
+        order = order_place(item_id=cars.pk, quantity=1)
         with pytest.raises(NotAwaitingApproval):
-            services.order_approve(order_id=order.id, user=manager)
+            order_approve(order_id=order.id, user=manager)
 
     def test_approve_after_deadline_refused(self, cars, manager, no_engine):
-        order = services.order_place(item_id=cars.pk, quantity=10)
+        order = order_place(item_id=cars.pk, quantity=10)
         _awaiting(order, seconds=-1)
         with pytest.raises(ApprovalWindowClosed):
-            services.order_approve(order_id=order.id, user=manager)
+            order_approve(order_id=order.id, user=manager)
 
 
 class TestCancel:
     def test_cancel_terminates_releases_and_refunds(self, cars, manager, no_engine):
         order = paid_order(cars)
-        services.order_cancel(order_id=order.id, user=manager)
+        order_cancel(order_id=order.id, user=manager)
         order.refresh_from_db()
         assert ("terminate", order.id) in no_engine
         assert order.status == OrderStatus.CANCELLED
@@ -300,14 +303,14 @@ class TestCancel:
         assert LedgerEntry.objects.filter(order=order, step="refund").exists()
         assert timeline(order) == [f"Order {order.id} has been cancelled by boss."]
         with pytest.raises(OrderNotCancellable):
-            services.order_cancel(order_id=order.id, user=manager)
+            order_cancel(order_id=order.id, user=manager)
 
     def test_cancel_after_fulfilment_refused(self, cars, manager, no_engine):
-        order = services.order_place(item_id=cars.pk, quantity=4)
-        services.inventory_reserve(order_id=order.id)
-        services.inventory_deduct(order_id=order.id)
+        order = order_place(item_id=cars.pk, quantity=4)
+        inventory_reserve(order_id=order.id)
+        inventory_deduct(order_id=order.id)
         with pytest.raises(OrderNotCancellable):
-            services.order_cancel(order_id=order.id, user=manager)
+            order_cancel(order_id=order.id, user=manager)
         assert no_engine == []
         assert stock(cars) == (6, 0, 4)
 
@@ -322,12 +325,12 @@ class TestCancel:
 
         def terminate_while_the_step_runs(instance_id):
             try:
-                services.inventory_deduct(order_id=instance_id)
+                inventory_deduct(order_id=instance_id)
             except InventoryUpdateFailed as error:
                 late_step.append(error)
 
-        monkeypatch.setattr(engine, "workflow_terminate", terminate_while_the_step_runs)
-        services.order_cancel(order_id=order.id, user=manager)
+        monkeypatch.setattr(workflow_client, "workflow_terminate", terminate_while_the_step_runs)
+        order_cancel(order_id=order.id, user=manager)
         order.refresh_from_db()
         assert order.status == OrderStatus.CANCELLED
         assert len(late_step) == 1
@@ -340,37 +343,37 @@ class TestCancel:
         ]
 
     def test_cancel_with_the_engine_away_still_cancels(self, cars, manager, monkeypatch):
-        order = services.order_place(item_id=cars.pk, quantity=4)
-        services.inventory_reserve(order_id=order.id)
+        order = order_place(item_id=cars.pk, quantity=4)
+        inventory_reserve(order_id=order.id)
 
         def engine_away(instance_id):
             raise EngineUnavailable("The workflow engine is not reachable.")
 
-        monkeypatch.setattr(engine, "workflow_terminate", engine_away)
-        services.order_cancel(order_id=order.id, user=manager)
+        monkeypatch.setattr(workflow_client, "workflow_terminate", engine_away)
+        order_cancel(order_id=order.id, user=manager)
         order.refresh_from_db()
         assert order.status == OrderStatus.CANCELLED
         assert stock(cars) == (10, 0, 0)
         # The workflow, if it runs on, takes nothing: each of its steps finds the order closed
         # (a replayed reservation reports what it did before the cancel, and moves no stock).
-        services.inventory_reserve(order_id=order.id)
+        inventory_reserve(order_id=order.id)
         with pytest.raises(PaymentFailed):
-            services.payment_process(order_id=order.id)
+            payment_process(order_id=order.id)
         with pytest.raises(InventoryUpdateFailed):
-            services.inventory_deduct(order_id=order.id)
+            inventory_deduct(order_id=order.id)
         assert stock(cars) == (10, 0, 0)
 
     def test_no_refund_once_the_goods_have_left(self, cars):
         # The inventory step committed although its caller saw an error: the workflow's failure
         # path then asks for a refund, which must not happen for goods that shipped.
         order = paid_order(cars, shipped=True)
-        assert services.payment_refund(order_id=order.id) is False
+        assert payment_refund(order_id=order.id) is False
         assert not LedgerEntry.objects.filter(order=order, step="refund").exists()
         assert stock(cars) == (6, 0, 4)
 
     def test_a_workflow_that_ended_after_the_goods_shipped_closes_its_order_completed(self, cars):
         order = paid_order(cars, shipped=True)
-        assert services.order_fail_stuck(order_id=order.id, reason="workflow terminated")
+        assert order_fail_stuck(order_id=order.id, reason="workflow terminated")
         order.refresh_from_db()
         assert order.status == OrderStatus.COMPLETED
         assert not LedgerEntry.objects.filter(order=order, step="refund").exists()
@@ -378,30 +381,30 @@ class TestCancel:
         assert timeline(order) == [f"Order {order.id} has completed!"]
 
     def test_reserve_after_cancel_takes_nothing(self, cars, manager, no_engine):
-        order = services.order_place(item_id=cars.pk, quantity=4)
-        services.order_cancel(order_id=order.id, user=manager)
-        assert not services.inventory_reserve(order_id=order.id).success
+        order = order_place(item_id=cars.pk, quantity=4)
+        order_cancel(order_id=order.id, user=manager)
+        assert not inventory_reserve(order_id=order.id).success
         assert stock(cars) == (10, 0, 0)
 
 
 class TestSeed:
     def test_inventory_seed_once(self, db):
-        assert [i.name for i in services.inventory_seed()] == ["Paperclip", "Cars", "Computers"]
-        assert services.inventory_seed() == []
+        assert [i.name for i in inventory_seed()] == ["Paperclip", "Cars", "Computers"]
+        assert inventory_seed() == []
         assert InventoryItem.objects.get(name="Cars").unit_cost == Decimal("5000")
 
     def test_manager_account_can_approve(self, db):
-        user = services.manager_account_create(username="manager", password="s3cret-pass")
+        user = manager_account_create(username="manager", password="s3cret-pass")
         assert user is not None and user.is_staff
         assert user.has_perm("orders.approve_order")
-        assert services.manager_account_create(username="manager", password="x") is None
+        assert manager_account_create(username="manager", password="x") is None
 
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_reservations_never_oversell():
     """Twelve orders race for the last five units: exactly five get one each."""
     item = InventoryItem.objects.create(name="Last units", unit_cost=Decimal("1"), on_hand=5)
-    orders = [services.order_place(item_id=item.pk, quantity=1) for _ in range(12)]
+    orders = [order_place(item_id=item.pk, quantity=1) for _ in range(12)]
     # Placing checked stock only as a hint; the reservation is the real gate.
     barrier = threading.Barrier(len(orders))
     results: dict[str, bool] = {}
@@ -410,7 +413,7 @@ def test_concurrent_reservations_never_oversell():
     def reserve(order_id: str) -> None:
         try:
             barrier.wait()
-            results[order_id] = services.inventory_reserve(order_id=order_id).success
+            results[order_id] = inventory_reserve(order_id=order_id).success
         except BaseException as error:  # reported below, not lost in the thread
             errors.append(error)
         finally:

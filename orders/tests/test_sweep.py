@@ -8,8 +8,9 @@ from decimal import InvalidOperation
 import pytest
 from django.db import OperationalError
 
-from orders import selectors, services
+from orders import selectors, worker
 from orders.models import Order
+from orders.services.orders import order_place, order_schedule
 from orders.worker import Worker
 
 # Committed data, as runworker sees it: a sweep starts by dropping stale connections.
@@ -23,17 +24,17 @@ def never_scheduled(engine_calls: list) -> None:
 
 
 def test_a_sweep_skips_an_order_it_cannot_handle_and_goes_on(cars, no_engine, monkeypatch, caplog):
-    broken = services.order_place(item_id=cars.pk, quantity=1)
-    fine = services.order_place(item_id=cars.pk, quantity=2)
+    broken = order_place(item_id=cars.pk, quantity=1)
+    fine = order_place(item_id=cars.pk, quantity=2)
     never_scheduled(no_engine)
-    schedule = services.order_schedule
+    schedule = order_schedule
 
     def fails_for_one_order(*, order_id: str) -> bool:
         if order_id == broken.id:
             raise InvalidOperation("a row no check foresaw")
         return schedule(order_id=order_id)
 
-    monkeypatch.setattr(services, "order_schedule", fails_for_one_order)
+    monkeypatch.setattr(worker, "order_schedule", fails_for_one_order)
     Worker(processes=0).sweep(grace=timedelta(0))
 
     assert no_engine == [("schedule", fine.id)]
@@ -43,7 +44,7 @@ def test_a_sweep_skips_an_order_it_cannot_handle_and_goes_on(cars, no_engine, mo
 def test_a_sweep_whose_database_fails_is_logged_and_retried_later(
     cars, no_engine, monkeypatch, caplog
 ):
-    order = services.order_place(item_id=cars.pk, quantity=1)
+    order = order_place(item_id=cars.pk, quantity=1)
     never_scheduled(no_engine)
     orders_never_scheduled = selectors.orders_never_scheduled
 
@@ -62,8 +63,8 @@ def test_a_sweep_whose_database_fails_is_logged_and_retried_later(
 
 def test_a_sweep_stops_at_the_first_order_the_database_fails(cars, no_engine, monkeypatch, caplog):
     # A database that is away fails every order alike: one message, not one per order.
-    services.order_place(item_id=cars.pk, quantity=1)
-    services.order_place(item_id=cars.pk, quantity=2)
+    order_place(item_id=cars.pk, quantity=1)
+    order_place(item_id=cars.pk, quantity=2)
     never_scheduled(no_engine)
     tried: list[str] = []
 
@@ -71,7 +72,7 @@ def test_a_sweep_stops_at_the_first_order_the_database_fails(cars, no_engine, mo
         tried.append(order_id)
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "order_schedule", database_away)
+    monkeypatch.setattr(worker, "order_schedule", database_away)
     Worker(processes=0).sweep(grace=timedelta(0))
     assert len(tried) == 1
     assert caplog.text.count("Sweep stopped early, the database failed") == 1
