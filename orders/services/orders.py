@@ -124,6 +124,14 @@ def order_schedule(*, order_id: str) -> bool:
     return True
 
 
+def order_reschedule(*, order_id: str) -> bool:
+    """Run the order's workflow again because the engine lost the instance (its database was
+    replaced); True once scheduled. Every activity is idempotent, so work already done is not
+    done twice."""
+    Order.objects.filter(pk=order_id).update(scheduled_at=None)
+    return order_schedule(order_id=order_id)
+
+
 # --- what the workflow's activities write ---------------------------------------------------
 
 
