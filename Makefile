@@ -44,7 +44,7 @@ test: install-dev browser
 	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
 	  echo "PostgreSQL on 127.0.0.1:5432: services and workflow tests again on it"; \
 	  DATABASE_URL=$${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/orders} \
-	    $(BIN)/pytest orders/tests/test_services.py orders/tests/test_workflow.py; \
+	    $(BIN)/pytest orders/tests/test_services_*.py orders/tests/test_workflows_order_processing.py; \
 	else echo "no PostgreSQL on 127.0.0.1:5432: the PostgreSQL pass is skipped"; fi
 
 lint: install-dev

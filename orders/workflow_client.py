@@ -3,7 +3,7 @@
 Addresses, the API token (read by the SDK from ``DAPR_API_TOKEN``) and the ``DaprWorkflowClient``
 the web process uses all come from here; the rest of the app calls the small functions below and
 sees ``EngineUnavailable`` when the engine is away. The workflow is addressed by the name it is
-registered under, so this module imports no workflow code: the web process never loads it.
+registered under, so this module imports no workflow code.
 
 Which engine: under ``dapr run`` the Dapr CLI sets ``DAPR_GRPC_PORT`` and that daprd is the engine;
 otherwise it is the embedded sidecar that ``manage.py runworker`` starts on

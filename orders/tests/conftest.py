@@ -13,6 +13,9 @@ from django.contrib.auth.models import Permission, User
 
 from orders import workflow_client
 from orders.models import InventoryItem, Order
+from orders.services.inventory import inventory_deduct, inventory_reserve
+from orders.services.orders import order_place
+from orders.services.payments import payment_process
 from orders.workflows.order_processing import APPROVAL_EVENT
 from orders.workflows.runtime import runtime_create
 from sidecar.server import Sidecar
@@ -123,3 +126,14 @@ def stock(item: InventoryItem) -> tuple[int, int, int]:
 
 def timeline(order: Order) -> list[str]:
     return list(order.events.values_list("message", flat=True))
+
+
+def paid_order(item: InventoryItem, *, shipped: bool = False) -> Order:
+    """An order of 4 whose workflow has reserved and taken the payment (and, if ``shipped``,
+    updated the inventory)."""
+    order = order_place(item_id=item.pk, quantity=4)
+    inventory_reserve(order_id=order.id)
+    payment_process(order_id=order.id)
+    if shipped:
+        inventory_deduct(order_id=order.id)
+    return order

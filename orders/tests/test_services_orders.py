@@ -1,58 +1,33 @@
+"""Orders: placing one (and scheduling its workflow), its timeline, cancelling one."""
+
 from __future__ import annotations
 
-import threading
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.utils import timezone
 
 from orders import workflow_client
 from orders.exceptions import (
-    ApprovalNotPermitted,
-    ApprovalWindowClosed,
     EngineUnavailable,
     InvalidFormToken,
     InvalidQuantity,
     InventoryUpdateFailed,
-    NotAwaitingApproval,
     NotEnoughStock,
     OrderNotCancellable,
     PaymentFailed,
     UnknownItem,
 )
-from orders.models import MAX_UNITS, InventoryItem, LedgerEntry, Order, OrderStatus
-from orders.services.accounts import manager_account_create
-from orders.services.approvals import order_approve, order_reject
-from orders.services.inventory import (
-    inventory_deduct,
-    inventory_release,
-    inventory_reserve,
-    inventory_restock,
-    inventory_seed,
-)
+from orders.models import InventoryItem, LedgerEntry, Order, OrderStatus
+from orders.services.inventory import inventory_deduct, inventory_reserve
 from orders.services.orders import (
     order_cancel,
     order_fail_stuck,
     order_notify,
     order_place,
-    order_request_approval,
     order_schedule,
 )
-from orders.services.payments import payment_process, payment_refund
-from orders.tests.conftest import stock, timeline
-
-
-def paid_order(item: InventoryItem, *, shipped: bool = False) -> Order:
-    """An order of 4 whose workflow has reserved and taken the payment (and, if ``shipped``,
-    updated the inventory)."""
-    order = order_place(item_id=item.pk, quantity=4)
-    inventory_reserve(order_id=order.id)
-    payment_process(order_id=order.id)
-    if shipped:
-        inventory_deduct(order_id=order.id)
-    return order
+from orders.services.payments import payment_process
+from orders.tests.conftest import paid_order, stock, timeline
 
 
 class TestOrderPlace:
@@ -145,76 +120,6 @@ class TestOrderPlace:
         assert order.status == OrderStatus.PLACED
 
 
-class TestStockMovements:
-    def test_reserve_moves_units_and_is_idempotent(self, cars):
-        order = order_place(item_id=cars.pk, quantity=2)
-        first = inventory_reserve(order_id=order.id)
-        second = inventory_reserve(order_id=order.id)
-        assert first.success and second.success
-        assert first.available == second.available == 10
-        assert stock(cars) == (8, 2, 0)
-        assert LedgerEntry.objects.filter(order=order).count() == 1
-
-    def test_reserve_insufficient_changes_nothing(self, cars):
-        order = order_place(item_id=cars.pk, quantity=5)
-        InventoryItem.objects.filter(pk=cars.pk).update(on_hand=4)
-        result = inventory_reserve(order_id=order.id)
-        assert not result.success
-        assert result.available == 4
-        assert stock(cars) == (4, 0, 0)
-        assert not LedgerEntry.objects.exists()
-
-    def test_release_gives_units_back_once(self, cars):
-        order = order_place(item_id=cars.pk, quantity=3)
-        inventory_reserve(order_id=order.id)
-        assert inventory_release(order_id=order.id) is True
-        assert inventory_release(order_id=order.id) is False
-        assert stock(cars) == (10, 0, 0)
-
-    def test_deduct_sells_reserved_units_once(self, cars):
-        order = order_place(item_id=cars.pk, quantity=3)
-        inventory_reserve(order_id=order.id)
-        assert inventory_deduct(order_id=order.id) == 7
-        assert inventory_deduct(order_id=order.id) == 7
-        assert stock(cars) == (7, 0, 3)
-        # Sold units are not released by a late failure path.
-        assert inventory_release(order_id=order.id) is False
-        assert stock(cars) == (7, 0, 3)
-
-    def test_deduct_without_reservation_fails(self, cars):
-        order = order_place(item_id=cars.pk, quantity=3)
-        with pytest.raises(InventoryUpdateFailed):
-            inventory_deduct(order_id=order.id)
-        assert stock(cars) == (10, 0, 0)
-
-    def test_payment_and_refund_once_each(self, cars):
-        order = order_place(item_id=cars.pk, quantity=2)
-        inventory_reserve(order_id=order.id)
-        assert payment_process(order_id=order.id) == Decimal("10000")
-        payment_process(order_id=order.id)
-        assert payment_refund(order_id=order.id) is True
-        assert payment_refund(order_id=order.id) is False
-        steps = sorted(LedgerEntry.objects.filter(order=order).values_list("step", flat=True))
-        assert steps == ["payment", "refund", "release", "reserve"]
-        assert stock(cars) == (10, 0, 0)
-
-    def test_restock_adds_units(self, cars):
-        inventory_restock(item_id=cars.pk, quantity=5)
-        assert stock(cars) == (15, 0, 0)
-        with pytest.raises(InvalidQuantity):
-            inventory_restock(item_id=cars.pk, quantity=0)
-        with pytest.raises(UnknownItem):
-            inventory_restock(item_id=cars.pk + 99, quantity=1)
-
-    @pytest.mark.parametrize("quantity", [MAX_UNITS - 9, 10**30])
-    def test_restock_beyond_what_a_column_holds_changes_nothing(self, cars, quantity):
-        with pytest.raises(InvalidQuantity):
-            inventory_restock(item_id=cars.pk, quantity=quantity)
-        assert stock(cars) == (10, 0, 0)
-        inventory_restock(item_id=cars.pk, quantity=MAX_UNITS - 10)
-        assert stock(cars) == (MAX_UNITS, 0, 0)
-
-
 class TestNotify:
     def test_notify_once_per_step_and_final_state_sticks(self, cars):
         order = order_place(item_id=cars.pk, quantity=1)
@@ -233,63 +138,6 @@ class TestNotify:
         assert order.status == OrderStatus.COMPLETED
         assert order.result == {"processed": True}
         assert timeline(order) == ["Received", "Done"]
-
-
-def _awaiting(order: Order, seconds: float = 60) -> None:
-    inventory_reserve(order_id=order.id)
-    order_request_approval(order_id=order.id, deadline=timezone.now() + timedelta(seconds=seconds))
-
-
-class TestDecisions:
-    def test_approve_records_who_and_sends_event(
-        self, cars, manager, no_engine, django_capture_on_commit_callbacks
-    ):
-        order = order_place(item_id=cars.pk, quantity=10)
-        _awaiting(order)
-        with django_capture_on_commit_callbacks(execute=True):
-            order_approve(order_id=order.id, user=manager)
-        order.refresh_from_db()
-        assert order.approved is True
-        assert order.decided_by == manager
-        assert order.decided_at is not None
-        assert ("approval", (order.id, True)) in no_engine
-
-    def test_reject_sends_false(self, cars, manager, no_engine, django_capture_on_commit_callbacks):
-        order = order_place(item_id=cars.pk, quantity=10)
-        _awaiting(order)
-        with django_capture_on_commit_callbacks(execute=True):
-            order_reject(order_id=order.id, user=manager)
-        order.refresh_from_db()
-        assert order.approved is False
-        assert ("approval", (order.id, False)) in no_engine
-
-    def test_approve_without_permission_refused(self, cars, clerk, no_engine):
-        order = order_place(item_id=cars.pk, quantity=10)
-        _awaiting(order)
-        with pytest.raises(ApprovalNotPermitted):
-            order_approve(order_id=order.id, user=clerk)
-        order.refresh_from_db()
-        assert order.approved is None
-
-    def test_approve_twice_refused(self, cars, manager, no_engine):
-        order = order_place(item_id=cars.pk, quantity=10)
-        _awaiting(order)
-        order_approve(order_id=order.id, user=manager)
-        with pytest.raises(NotAwaitingApproval):
-            order_reject(order_id=order.id, user=manager)
-        order.refresh_from_db()
-        assert order.approved is True
-
-    def test_approve_not_awaiting_refused(self, cars, manager, no_engine):
-        order = order_place(item_id=cars.pk, quantity=1)
-        with pytest.raises(NotAwaitingApproval):
-            order_approve(order_id=order.id, user=manager)
-
-    def test_approve_after_deadline_refused(self, cars, manager, no_engine):
-        order = order_place(item_id=cars.pk, quantity=10)
-        _awaiting(order, seconds=-1)
-        with pytest.raises(ApprovalWindowClosed):
-            order_approve(order_id=order.id, user=manager)
 
 
 class TestCancel:
@@ -363,14 +211,6 @@ class TestCancel:
             inventory_deduct(order_id=order.id)
         assert stock(cars) == (10, 0, 0)
 
-    def test_no_refund_once_the_goods_have_left(self, cars):
-        # The inventory step committed although its caller saw an error: the workflow's failure
-        # path then asks for a refund, which must not happen for goods that shipped.
-        order = paid_order(cars, shipped=True)
-        assert payment_refund(order_id=order.id) is False
-        assert not LedgerEntry.objects.filter(order=order, step="refund").exists()
-        assert stock(cars) == (6, 0, 4)
-
     def test_a_workflow_that_ended_after_the_goods_shipped_closes_its_order_completed(self, cars):
         order = paid_order(cars, shipped=True)
         assert order_fail_stuck(order_id=order.id, reason="workflow terminated")
@@ -385,46 +225,3 @@ class TestCancel:
         order_cancel(order_id=order.id, user=manager)
         assert not inventory_reserve(order_id=order.id).success
         assert stock(cars) == (10, 0, 0)
-
-
-class TestSeed:
-    def test_inventory_seed_once(self, db):
-        assert [i.name for i in inventory_seed()] == ["Paperclip", "Cars", "Computers"]
-        assert inventory_seed() == []
-        assert InventoryItem.objects.get(name="Cars").unit_cost == Decimal("5000")
-
-    def test_manager_account_can_approve(self, db):
-        user = manager_account_create(username="manager", password="s3cret-pass")
-        assert user is not None and user.is_staff
-        assert user.has_perm("orders.approve_order")
-        assert manager_account_create(username="manager", password="x") is None
-
-
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_reservations_never_oversell():
-    """Twelve orders race for the last five units: exactly five get one each."""
-    item = InventoryItem.objects.create(name="Last units", unit_cost=Decimal("1"), on_hand=5)
-    orders = [order_place(item_id=item.pk, quantity=1) for _ in range(12)]
-    # Placing checked stock only as a hint; the reservation is the real gate.
-    barrier = threading.Barrier(len(orders))
-    results: dict[str, bool] = {}
-    errors: list[BaseException] = []
-
-    def reserve(order_id: str) -> None:
-        try:
-            barrier.wait()
-            results[order_id] = inventory_reserve(order_id=order_id).success
-        except BaseException as error:  # reported below, not lost in the thread
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=reserve, args=(o.id,)) for o in orders]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert sum(results.values()) == 5
-    assert stock(item) == (0, 5, 0)
-    assert LedgerEntry.objects.filter(step="reserve").count() == 5
