@@ -53,7 +53,7 @@ test: install-dev browser
 	  echo "no PostgreSQL could be started: the PostgreSQL pass is SKIPPED"; exit 0; \
 	fi; \
 	echo "PostgreSQL pass: services and workflow tests again on $${url%%:*}://...@$${url##*@}"; \
-	DATABASE_URL=$$url $(BIN)/pytest orders/tests/test_services.py orders/tests/test_workflow.py
+	DATABASE_URL=$$url $(BIN)/pytest orders/tests/test_services_*.py orders/tests/test_workflows_order_processing.py
 
 lint: install-dev
 	$(BIN)/ruff check .

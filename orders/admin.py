@@ -17,9 +17,12 @@ from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import HttpRequest
 from django.utils.translation import ngettext
 
-from orders import selectors, services
+from orders import selectors
 from orders.exceptions import OrderError
 from orders.models import MAX_UNITS, InventoryItem, LedgerEntry, Order, OrderEvent, OrderStatus
+from orders.services.approvals import APPROVE_PERMISSION, order_approve, order_reject
+from orders.services.inventory import inventory_restock
+from orders.services.orders import order_cancel
 from orders.templatetags.order_tags import duration
 
 
@@ -60,7 +63,7 @@ class InventoryItemAdmin(admin.ModelAdmin):
         restocked, refusals = 0, {}
         for item in queryset:
             try:
-                services.inventory_restock(item_id=item.pk, quantity=units)
+                inventory_restock(item_id=item.pk, quantity=units)
             except OrderError as error:
                 refusals[str(error)] = None  # a bad number is refused alike for every item
             else:
@@ -164,7 +167,7 @@ class OrderAdmin(admin.ModelAdmin):
         return False  # the ledger refers to orders; cancel instead
 
     def has_approve_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(services.APPROVE_PERMISSION)
+        return request.user.has_perm(APPROVE_PERMISSION)
 
     @admin.display(description="Time left")
     def time_left(self, order: Order) -> str:
@@ -180,15 +183,15 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(permissions=["approve"], description="Approve selected orders")
     def approve_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        self._apply(request, queryset, services.order_approve, "approved")
+        self._apply(request, queryset, order_approve, "approved")
 
     @admin.action(permissions=["approve"], description="Reject selected orders")
     def reject_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        self._apply(request, queryset, services.order_reject, "rejected")
+        self._apply(request, queryset, order_reject, "rejected")
 
     @admin.action(permissions=["change"], description="Cancel selected orders")
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        self._apply(request, queryset, services.order_cancel, "cancelled")
+        self._apply(request, queryset, order_cancel, "cancelled")
 
     def _apply(
         self,

@@ -5,9 +5,8 @@ from typing import Any
 
 from django import forms
 
-from orders.models import MAX_UNITS, InventoryItem
+from orders.models import MAX_UNITS, InventoryItem, amount_text
 from orders.selectors import inventory_list
-from orders.services import amount_text
 
 
 class ItemChoiceField(forms.ModelChoiceField):
@@ -35,7 +34,7 @@ class OrderForm(forms.Form):
     )
 
     # Made each time the form is shown and sent back with it: the same form sent twice places
-    # one order (services.order_place checks it).
+    # one order (order_place checks it).
     form_token = forms.CharField(
         required=False, widget=forms.HiddenInput, initial=lambda: uuid.uuid4().hex
     )

@@ -23,6 +23,11 @@ MAX_UNITS = 2**31 - 1
 MAX_TOTAL = Decimal("999999999999.99")
 
 
+def amount_text(amount: Decimal) -> str:
+    """5000.00 -> "5000", 12.50 -> "12.50": the quickstart prints whole dollars bare."""
+    return f"{amount:.0f}" if amount == amount.to_integral_value() else f"{amount:.2f}"
+
+
 def new_order_id() -> str:
     return uuid.uuid4().hex
 

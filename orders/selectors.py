@@ -75,6 +75,17 @@ def orders_with_undelivered_decision(*, older_than: timedelta) -> list[str]:
     )
 
 
+def orders_in_progress_exist() -> bool:
+    """True while an order still needs the worker: placed or processing, or a manager's
+    decision its workflow has not acted on yet."""
+    return (
+        Order.objects.filter(status__in=[OrderStatus.PLACED, OrderStatus.PROCESSING]).exists()
+        or Order.objects.filter(
+            status=OrderStatus.AWAITING_APPROVAL, approved__isnull=False
+        ).exists()
+    )
+
+
 def orders_in_flight(*, older_than: timedelta) -> list[str]:
     """Scheduled orders not in a final state, not touched for a while."""
     cutoff = timezone.now() - older_than

@@ -9,10 +9,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseStopPolling
 
-from orders import selectors, services
+from orders import selectors
 from orders.exceptions import OrderError, OrderNotFound
 from orders.forms import OrderForm
 from orders.models import OrderStatus
+from orders.services.orders import order_place
 
 
 @never_cache  # each visitor's form carries its own token
@@ -21,7 +22,7 @@ def order_create(request: HttpRequest) -> HttpResponse:
     form = OrderForm(request.POST or None)
     if form.is_valid():
         try:
-            order = services.order_place(
+            order = order_place(
                 item_id=form.cleaned_data["item"].pk,
                 quantity=form.cleaned_data["quantity"],
                 form_token=form.cleaned_data["form_token"] or None,

@@ -3,8 +3,8 @@
 Topology. Without Dapr the parent process hosts the embedded sidecar in-process and spawns N child
 processes, each running a ``WorkflowRuntime`` against it (``processes=0`` runs the runtime in the
 parent instead: one process, used by tests). Under ``dapr run`` (``DAPR_GRPC_PORT`` set) daprd is
-the engine and no sidecar is started. The parent also sweeps for orders the engine never heard of
-and for managers' decisions not yet delivered, at start and every ``sweep_interval`` seconds.
+the engine and no sidecar is started. The parent also runs the order domain's sweeps
+(``orders.services.reconcile``) at start and every ``sweep_interval`` seconds.
 
 Shutdown. The first SIGTERM/SIGINT stops gracefully: children get SIGTERM and finish the work they
 hold, then the sidecar stops (everything it acknowledged is on disk). A second signal forces:
@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -30,11 +29,12 @@ from types import FrameType
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.db import DatabaseError, close_old_connections
 
-from orders import engine, selectors, services
-from orders.exceptions import EngineUnavailable, OrderError
-from orders.models import Order, OrderStatus
+from orders import selectors, workflow_client
+from orders.embedded_sidecar import sidecar_start
+from orders.services.reconcile import orders_reconcile
+from orders.workflows.runtime import runtime_create
 
 logger = logging.getLogger("orders.worker")
 
@@ -76,18 +76,18 @@ class Worker:
         self._stop.set()
 
     def _start(self) -> None:
-        if engine.uses_dapr():
-            self.address = engine.engine_address()
+        if workflow_client.uses_dapr():
+            self.address = workflow_client.engine_address()
             logger.info("Using the Dapr sidecar at %s", self.address)
         else:
             db_path = self.db_path or settings.WORKFLOW_DB_PATH
             port = settings.WORKFLOW_GRPC_PORT if self.grpc_port is None else self.grpc_port
-            self._sidecar = engine.sidecar_start(db_path=db_path, port=port)
+            self._sidecar = sidecar_start(db_path=db_path, port=port)
             self.address = self._sidecar.grpc_address
             logger.info("Embedded sidecar listening on %s (database %s)", self.address, db_path)
-        engine.use_address(self.address)
+        workflow_client.use_address(self.address)
         if self.processes == 0:
-            self._runtime = engine.runtime_create(self.address)
+            self._runtime = runtime_create(self.address)
             self._runtime.start()
             logger.info("Workflow runtime started in this process")
         else:
@@ -98,7 +98,7 @@ class Worker:
     def _loop(self) -> None:
         started = time.monotonic()
         interval = self.sweep_interval or settings.ORDER_RESCHEDULE_INTERVAL
-        self.sweep(grace=timedelta(0))
+        orders_reconcile(grace=timedelta(0))
         next_sweep = time.monotonic() + interval
         while not self._stop.is_set():
             if self.max_seconds is not None and time.monotonic() - started >= self.max_seconds:
@@ -108,7 +108,7 @@ class Worker:
                 logger.info("No order left in progress, stopping")
                 break
             if time.monotonic() >= next_sweep:
-                self.sweep(grace=RESCHEDULE_GRACE)
+                orders_reconcile(grace=RESCHEDULE_GRACE)
                 next_sweep = time.monotonic() + interval
             self._reap_children()
             self._stop.wait(0.2 if self.once else 1.0)
@@ -133,7 +133,7 @@ class Worker:
         if self._sidecar is not None:
             self._sidecar.stop()
             self._sidecar = None
-        engine.use_address(None)
+        workflow_client.use_address(None)
         logger.info("Worker stopped")
 
     # --- signals --------------------------------------------------------------------------
@@ -195,79 +195,15 @@ class Worker:
                 )
                 self._children[index] = self._spawn()
 
-    # --- sweeps ---------------------------------------------------------------------------
-
-    def sweep(self, *, grace: timedelta) -> None:
-        """Schedule orders that never got a workflow, deliver decisions that never arrived,
-        close orders whose workflow ended without closing them. Each step is safe to repeat."""
-        close_old_connections()  # a connection the database dropped since the last sweep
-        try:
-            _for_each(selectors.orders_never_scheduled(older_than=grace), _schedule)
-            _for_each(selectors.orders_with_undelivered_decision(older_than=grace), _send_decision)
-            _for_each(
-                selectors.orders_in_flight(older_than=timedelta(minutes=1)), self._check_in_flight
-            )
-        except OrderError as error:
-            logger.warning("Sweep stopped early: %s", error)
-        except DatabaseError:
-            logger.exception("Sweep stopped early, the database failed; the next one retries")
-
-    def _check_in_flight(self, order_id: str) -> None:
-        try:
-            state = engine.workflow_state(order_id)
-        except EngineUnavailable as error:
-            logger.warning("Cannot check order %s: %s", order_id, error)
-            return
-        if state is None:
-            # The engine lost the instance (its database was replaced): run it again; every
-            # activity is idempotent, so work already done is not done twice.
-            Order.objects.filter(pk=order_id).update(scheduled_at=None)
-            if services.order_schedule(order_id=order_id):
-                logger.info("Rescheduled order %s, its workflow was missing", order_id)
-            return
-        status = state.runtime_status.name
-        if status in {"FAILED", "TERMINATED", "COMPLETED"}:
-            services.order_fail_stuck(order_id=order_id, reason=f"workflow {status.lower()}")
+    # --- drained (--once) ------------------------------------------------------------------
 
     def _drained(self) -> bool:
         close_old_connections()
         try:
-            return self._nothing_in_progress()
+            return not selectors.orders_in_progress_exist()
         except DatabaseError:
             logger.exception("Cannot tell whether orders are in progress; asking again")
             return False
-
-    @staticmethod
-    def _nothing_in_progress() -> bool:
-        return not (
-            Order.objects.filter(status__in=[OrderStatus.PLACED, OrderStatus.PROCESSING]).exists()
-            or Order.objects.filter(
-                status=OrderStatus.AWAITING_APPROVAL, approved__isnull=False
-            ).exists()
-        )
-
-
-def _for_each(order_ids: Iterable[str], handle: Callable[[str], object]) -> None:
-    """``handle`` each order; one that fails for an unforeseen reason is logged and skipped, so
-    that it cannot stop the worker or keep the sweep from the other orders. A refusal
-    (``OrderError``, e.g. the engine is away) still ends the sweep: the rest would fail alike."""
-    for order_id in order_ids:
-        try:
-            handle(order_id)
-        except (OrderError, OperationalError, InterfaceError):
-            raise  # the engine or the database is away: every other order would fail alike
-        except Exception:
-            logger.exception("Sweep skipped order %s", order_id)
-
-
-def _schedule(order_id: str) -> None:
-    if services.order_schedule(order_id=order_id):
-        logger.info("Scheduled workflow for order %s", order_id)
-
-
-def _send_decision(order_id: str) -> None:
-    if services.order_send_decision(order_id=order_id):
-        logger.info("Delivered the manager's decision for order %s", order_id)
 
 
 def run_child(address: str, parent_pid: int | None = None) -> int:
@@ -285,8 +221,8 @@ def run_child(address: str, parent_pid: int | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    engine.use_address(address)
-    runtime = engine.runtime_create(address)
+    workflow_client.use_address(address)
+    runtime = runtime_create(address)
     runtime.start()
     logger.info("Worker process %d connected to %s", os.getpid(), address)
     try:

@@ -461,10 +461,10 @@ NOT_SETTINGS = {
     "PORT": "gunicorn's bind address",
     "WEB_CONCURRENCY": "gunicorn's worker count",
     "POSTGRES_PASSWORD": "expanded into DATABASE_URL by Kubernetes",
-    "DAPR_GRPC_PORT": "orders/engine.py, via the settings",
+    "DAPR_GRPC_PORT": "orders/workflow_client.py, via the settings",
     "DAPR_HTTP_PORT": "the Dapr SDK",
     "DAPR_API_TOKEN": "the Dapr SDK",
-    "DAPR_RUNTIME_HOST": "the Dapr SDK (and the engine address, see the next test)",
+    "DAPR_RUNTIME_HOST": "the Dapr SDK (and the engine address, orders/workflow_client.py)",
 }
 
 

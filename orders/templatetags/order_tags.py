@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django import template
 
-from orders.services import amount_text
+from orders.models import amount_text
 
 register = template.Library()
 

@@ -11,8 +11,14 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from orders import engine
+from orders import workflow_client
 from orders.models import InventoryItem, Order
+from orders.services.inventory import inventory_deduct, inventory_reserve
+from orders.services.orders import order_place
+from orders.services.payments import payment_process
+from orders.workflows.order_processing import APPROVAL_EVENT
+from orders.workflows.runtime import runtime_create
+from sidecar.server import Sidecar
 
 
 @dataclass
@@ -26,7 +32,9 @@ class WorkflowEngine:
 
     def wait_for_completion(self, order_id: str, timeout: int = 30) -> Order:
         """Block until the engine reports the workflow finished, then return the order row."""
-        state = engine.client().wait_for_workflow_completion(order_id, timeout_in_seconds=timeout)
+        state = workflow_client.client().wait_for_workflow_completion(
+            order_id, timeout_in_seconds=timeout
+        )
         assert state is not None, f"workflow {order_id} unknown to the engine"
         return Order.objects.select_related("item").get(pk=order_id)
 
@@ -42,39 +50,41 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
 
 @pytest.fixture
 def workflow_engine(tmp_path: Any, transactional_db: None) -> Iterator[WorkflowEngine]:
-    from sidecar import Sidecar
-
     sidecar = Sidecar(db_path=str(tmp_path / "workflows.db"), grpc_port=0)
     sidecar.start()
-    engine.use_address(sidecar.grpc_address)
-    runtime = engine.runtime_create(sidecar.grpc_address)
+    workflow_client.use_address(sidecar.grpc_address)
+    runtime = runtime_create(sidecar.grpc_address)
     runtime.start()
     try:
         yield WorkflowEngine(sidecar=sidecar, runtime=runtime)
     finally:
         runtime.shutdown()
-        engine.use_address(None)
+        workflow_client.use_address(None)
         sidecar.stop()
 
 
 @pytest.fixture
 def no_engine(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
-    """Replace the engine boundary (orders/engine.py) with a recorder, for rendering tests."""
+    """Replace the engine boundary (orders/workflow_client.py) with a recorder, for rendering
+    tests."""
     calls: list[tuple[str, Any]] = []
+
+    def raise_event(instance_id: str, event_name: str, *, data: dict[str, Any]) -> None:
+        assert event_name == APPROVAL_EVENT  # the only event the app raises
+        calls.append(("approval", (instance_id, data["approval"])))
+
     monkeypatch.setattr(
-        engine,
+        workflow_client,
         "workflow_schedule",
         lambda *, instance_id, input: calls.append(("schedule", instance_id)),
     )
+    monkeypatch.setattr(workflow_client, "workflow_raise_event", raise_event)
     monkeypatch.setattr(
-        engine,
-        "workflow_raise_approval",
-        lambda instance_id, *, approved: calls.append(("approval", (instance_id, approved))),
+        workflow_client,
+        "workflow_terminate",
+        lambda instance_id: calls.append(("terminate", instance_id)),
     )
-    monkeypatch.setattr(
-        engine, "workflow_terminate", lambda instance_id: calls.append(("terminate", instance_id))
-    )
-    monkeypatch.setattr(engine, "workflow_state", lambda instance_id: None)
+    monkeypatch.setattr(workflow_client, "workflow_state", lambda instance_id: None)
     return calls
 
 
@@ -116,3 +126,14 @@ def stock(item: InventoryItem) -> tuple[int, int, int]:
 
 def timeline(order: Order) -> list[str]:
     return list(order.events.values_list("message", flat=True))
+
+
+def paid_order(item: InventoryItem, *, shipped: bool = False) -> Order:
+    """An order of 4 whose workflow has reserved and taken the payment (and, if ``shipped``,
+    updated the inventory)."""
+    order = order_place(item_id=item.pk, quantity=4)
+    inventory_reserve(order_id=order.id)
+    payment_process(order_id=order.id)
+    if shipped:
+        inventory_deduct(order_id=order.id)
+    return order

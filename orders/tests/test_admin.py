@@ -7,19 +7,18 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 from django.utils import timezone
 
-from orders import services
 from orders.models import InventoryItem, Order, OrderStatus
+from orders.services.inventory import inventory_reserve
+from orders.services.orders import order_place, order_request_approval
 from orders.tests.conftest import stock, timeline, wait_until
 
 CHANGELIST = reverse("admin:orders_order_changelist")
 
 
 def awaiting_order(item, quantity=10, seconds=120) -> Order:
-    order = services.order_place(item_id=item.pk, quantity=quantity)
-    services.inventory_reserve(order_id=order.id)
-    services.order_request_approval(
-        order_id=order.id, deadline=timezone.now() + timedelta(seconds=seconds)
-    )
+    order = order_place(item_id=item.pk, quantity=quantity)
+    inventory_reserve(order_id=order.id)
+    order_request_approval(order_id=order.id, deadline=timezone.now() + timedelta(seconds=seconds))
     return order
 
 
@@ -83,7 +82,7 @@ class TestOrderActions:
     def test_approval_queue_lists_awaiting_orders_first_with_time_left(
         self, client, manager, cars, no_engine
     ):
-        services.order_place(item_id=cars.pk, quantity=1)
+        order_place(item_id=cars.pk, quantity=1)
         waiting = awaiting_order(cars, quantity=5, seconds=90)
         client.force_login(manager)
         response = client.get(CHANGELIST)
@@ -103,7 +102,7 @@ class TestOrderActions:
             assert order.approved is False and order.decided_by == manager
 
     def test_approving_an_order_not_awaiting_is_a_message(self, client, manager, cars, no_engine):
-        done = services.order_place(item_id=cars.pk, quantity=1)
+        done = order_place(item_id=cars.pk, quantity=1)
         Order.objects.filter(pk=done.id).update(status=OrderStatus.COMPLETED)
         client.force_login(manager)
         response = run_action(client, "approve_orders", done)
@@ -195,7 +194,7 @@ class TestInventoryAdmin:
 def test_admin_approve_completes_the_workflow(client, workflow_engine):
     cars = InventoryItem.objects.create(name="Cars", unit_cost=5000, on_hand=20)
     manager = User.objects.create_superuser("boss", password="pw-boss-123")
-    order = services.order_place(item_id=cars.pk, quantity=12)
+    order = order_place(item_id=cars.pk, quantity=12)
     wait_until(lambda: Order.objects.get(pk=order.id).status == OrderStatus.AWAITING_APPROVAL)
     client.force_login(manager)
     response = run_action(client, "approve_orders", order)

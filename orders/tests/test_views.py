@@ -1,4 +1,4 @@
-"""Order form, order page and list. The engine is faked at orders/engine.py only (no_engine)."""
+"""Order form, order page and list. The engine is faked at orders/workflow_client.py only (no_engine)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from orders import services
 from orders.models import Order, OrderStatus
+from orders.services.inventory import inventory_reserve
+from orders.services.orders import order_notify, order_place, order_request_approval
 from orders.tests.conftest import stock
 
 
@@ -83,8 +84,8 @@ class TestOrderForm:
 
 class TestOrderPage:
     def test_page_shows_status_total_and_timeline(self, client, cars):
-        order = services.order_place(item_id=cars.pk, quantity=2)
-        services.order_notify(
+        order = order_place(item_id=cars.pk, quantity=2)
+        order_notify(
             order_id=order.id, step="received", message="Received order X", status="processing"
         )
         page = client.get(reverse("orders:detail", args=[order.id])).content.decode()
@@ -94,18 +95,16 @@ class TestOrderPage:
         assert 'hx-trigger="every 1s"' in page
 
     def test_awaiting_approval_shows_time_left(self, client, cars):
-        order = services.order_place(item_id=cars.pk, quantity=10)
-        services.inventory_reserve(order_id=order.id)
-        services.order_request_approval(
-            order_id=order.id, deadline=timezone.now() + timedelta(seconds=125)
-        )
+        order = order_place(item_id=cars.pk, quantity=10)
+        inventory_reserve(order_id=order.id)
+        order_request_approval(order_id=order.id, deadline=timezone.now() + timedelta(seconds=125))
         page = client.get(reverse("orders:detail", args=[order.id])).content.decode()
         assert "Awaiting approval" in page
         assert "Time left for approval" in page
         assert "2 min 0" in page
 
     def test_htmx_poll_returns_fragment(self, client, cars):
-        order = services.order_place(item_id=cars.pk, quantity=1)
+        order = order_place(item_id=cars.pk, quantity=1)
         response = client.get(
             reverse("orders:detail", args=[order.id]), headers={"HX-Request": "true"}
         )
@@ -123,7 +122,7 @@ class TestOrderPage:
         ],
     )
     def test_final_state_stops_polling(self, client, cars, status, words):
-        order = services.order_place(item_id=cars.pk, quantity=1)
+        order = order_place(item_id=cars.pk, quantity=1)
         Order.objects.filter(pk=order.id).update(status=status)
         response = client.get(
             reverse("orders:detail", args=[order.id]), headers={"HX-Request": "true"}
@@ -135,9 +134,9 @@ class TestOrderPage:
     def test_a_decision_that_came_after_the_timeout_is_shown_as_too_late(
         self, client, cars, manager
     ):
-        order = services.order_place(item_id=cars.pk, quantity=10)
+        order = order_place(item_id=cars.pk, quantity=10)
         Order.objects.filter(pk=order.id).update(approved=True, decided_by=manager)
-        services.order_notify(
+        order_notify(
             order_id=order.id,
             step="timed_out",
             message=f"Payment for order {order.id} has been cancelled due to timeout!",
@@ -148,7 +147,7 @@ class TestOrderPage:
         assert "Approved by boss, too late: the approval window had closed" in page
 
     def test_a_decision_in_time_is_shown_plainly(self, client, cars, manager):
-        order = services.order_place(item_id=cars.pk, quantity=10)
+        order = order_place(item_id=cars.pk, quantity=10)
         Order.objects.filter(pk=order.id).update(approved=False, decided_by=manager)
         page = client.get(reverse("orders:detail", args=[order.id])).content.decode()
         assert "Rejected by boss<" in page
@@ -160,9 +159,9 @@ class TestOrderPage:
 
 class TestOrderList:
     def test_list_filters_by_status(self, client, cars):
-        done = services.order_place(item_id=cars.pk, quantity=1)
+        done = order_place(item_id=cars.pk, quantity=1)
         Order.objects.filter(pk=done.id).update(status=OrderStatus.COMPLETED)
-        waiting = services.order_place(item_id=cars.pk, quantity=2)
+        waiting = order_place(item_id=cars.pk, quantity=2)
         page = client.get("/orders/?status=completed").content.decode()
         assert done.id in page and waiting.id not in page
         page = client.get("/orders/").content.decode()

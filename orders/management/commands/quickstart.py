@@ -19,8 +19,12 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
-from orders import engine, services
-from orders.models import InventoryItem
+from orders import workflow_client
+from orders.embedded_sidecar import sidecar_start
+from orders.models import InventoryItem, amount_text
+from orders.services.inventory import inventory_seed
+from orders.services.orders import order_place
+from orders.workflows.runtime import runtime_create
 
 ITEM_NAME = "Cars"
 QUANTITY = 1
@@ -74,33 +78,33 @@ class Command(BaseCommand):
         self.stdout.write("*** Welcome to the Dapr Workflow console app sample!")
         self.stdout.write("*** Using this app, you can place orders that start workflows.")
         try:
-            sidecar = engine.sidecar_start(db_path=workflows_db, port=port)
+            sidecar = sidecar_start(db_path=workflows_db, port=port)
         except Exception as error:
             raise CommandError(f"Could not start the embedded sidecar: {error}") from error
         runtime = None
         try:
-            engine.use_address(sidecar.grpc_address)
-            runtime = engine.runtime_create(sidecar.grpc_address)
+            workflow_client.use_address(sidecar.grpc_address)
+            runtime = runtime_create(sidecar.grpc_address)
             runtime.start()
             self._purchase(options["timeout"])
         finally:
             if runtime is not None:
                 runtime.shutdown()
-            engine.use_address(None)
+            workflow_client.use_address(None)
             sidecar.stop()
 
     def _purchase(self, timeout: float) -> None:
-        services.inventory_seed()
+        inventory_seed()
         for item in InventoryItem.objects.order_by("pk"):
             self.stdout.write(
                 f"item: InventoryItem(item_name={item.name}, "
-                f"per_item_cost={services.amount_text(item.unit_cost)}, quantity={item.on_hand})"
+                f"per_item_cost={amount_text(item.unit_cost)}, quantity={item.on_hand})"
             )
         self.stdout.write("==========Begin the purchase of item:==========")
         self.stdout.write(f"Starting order workflow, purchasing {QUANTITY} of {ITEM_NAME.lower()}")
         item = InventoryItem.objects.get(name=ITEM_NAME)
-        order = services.order_place(item_id=item.pk, quantity=QUANTITY)
-        state = engine.client().wait_for_workflow_completion(
+        order = order_place(item_id=item.pk, quantity=QUANTITY)
+        state = workflow_client.client().wait_for_workflow_completion(
             order.id, timeout_in_seconds=int(timeout)
         )
         if state is None:

@@ -1,8 +1,9 @@
 """The one place that knows how to reach the workflow engine.
 
-Addresses, the API token (read by the SDK from ``DAPR_API_TOKEN``), the ``WorkflowRuntime`` the
-worker hosts and the ``DaprWorkflowClient`` the web process uses all come from here; the rest of
-the app calls the small functions below and sees ``EngineUnavailable`` when the engine is away.
+Addresses, the API token (read by the SDK from ``DAPR_API_TOKEN``) and the ``DaprWorkflowClient``
+the web process uses all come from here; the rest of the app calls the small functions below and
+sees ``EngineUnavailable`` when the engine is away. The workflow is addressed by the name it is
+registered under, so this module imports no workflow code.
 
 Which engine: under ``dapr run`` the Dapr CLI sets ``DAPR_GRPC_PORT`` and that daprd is the engine;
 otherwise it is the embedded sidecar that ``manage.py runworker`` starts on
@@ -11,12 +12,9 @@ otherwise it is the embedded sidecar that ``manage.py runworker`` starts on
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
-from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -25,13 +23,11 @@ from django.conf import settings
 from orders.exceptions import EngineUnavailable
 
 if TYPE_CHECKING:
-    from dapr.ext.workflow import DaprWorkflowClient, WorkflowRuntime, WorkflowState
+    from dapr.ext.workflow import DaprWorkflowClient, WorkflowState
 
-    from sidecar import Sidecar
-
-logger = logging.getLogger(__name__)
-
-APPROVAL_EVENT = "manager_approval"
+# The name the worker registers the order workflow under (orders.workflows.runtime) and the
+# Dapr Workflow quickstart's name for it; Dapr's HTTP API addresses it by this name too.
+ORDER_WORKFLOW = "order_processing_workflow"
 
 _lock = threading.Lock()
 _address_override: str | None = None
@@ -61,16 +57,18 @@ def use_address(address: str | None) -> None:
         old[2].close()
 
 
-def _split(address: str) -> tuple[str, str]:
-    host, _, port = address.rpartition(":")
-    return host, port
-
-
-def _logger_options() -> Any:
+def sdk_options(address: str | None = None) -> dict[str, Any]:
+    """What the SDK's client and ``WorkflowRuntime`` are built with: the engine's host and port
+    (``address``, default this process's engine) and our logging."""
     from dapr.ext.workflow.logger import LoggerOptions
 
+    host, _, port = (address or engine_address()).rpartition(":")
     # The SDK adds its own stream handler unless given one; ours goes through Django's LOGGING.
-    return LoggerOptions(log_handler=logging.NullHandler())
+    return {
+        "host": host,
+        "port": port,
+        "logger_options": LoggerOptions(log_handler=logging.NullHandler()),
+    }
 
 
 def client() -> DaprWorkflowClient:
@@ -82,12 +80,7 @@ def client() -> DaprWorkflowClient:
     address = engine_address()
     with _lock:
         if _client is None or _client[0] != os.getpid() or _client[1] != address:
-            host, port = _split(address)
-            _client = (
-                os.getpid(),
-                address,
-                DaprWorkflowClient(host=host, port=port, logger_options=_logger_options()),
-            )
+            _client = (os.getpid(), address, DaprWorkflowClient(**sdk_options(address)))
         return _client[2]
 
 
@@ -104,23 +97,19 @@ def workflow_schedule(*, instance_id: str, input: dict[str, Any]) -> None:
     Scheduling twice must be harmless, and an engine may *restart* a finished instance when asked
     to start one with the same id, so we look first and treat "already exists" as success.
     """
-    from orders.workflow import order_processing_workflow
-
     if workflow_state(instance_id) is not None:
         return
     try:
-        client().schedule_new_workflow(
-            order_processing_workflow, input=input, instance_id=instance_id
-        )
+        client().schedule_new_workflow(ORDER_WORKFLOW, input=input, instance_id=instance_id)
     except grpc.RpcError as error:
         if workflow_state(instance_id) is not None:
             return
         raise EngineUnavailable(_describe(error)) from error
 
 
-def workflow_raise_approval(instance_id: str, *, approved: bool) -> None:
+def workflow_raise_event(instance_id: str, event_name: str, *, data: dict[str, Any]) -> None:
     try:
-        client().raise_workflow_event(instance_id, APPROVAL_EVENT, data={"approval": approved})
+        client().raise_workflow_event(instance_id, event_name, data=data)
     except grpc.RpcError as error:
         raise EngineUnavailable(_describe(error)) from error
 
@@ -134,48 +123,6 @@ def workflow_terminate(instance_id: str) -> None:
         if "no such instance" in details or error.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
             return
         raise EngineUnavailable(_describe(error)) from error
-
-
-def runtime_create(address: str | None = None, **options: Any) -> WorkflowRuntime:
-    """A ``WorkflowRuntime`` with the order workflow and its activities registered (not started)."""
-    from dapr.ext.workflow import WorkflowRuntime
-
-    from orders import activities
-    from orders.workflow import order_processing_workflow
-
-    host, port = _split(address or engine_address())
-    runtime = WorkflowRuntime(host=host, port=port, logger_options=_logger_options(), **options)
-    runtime.register_workflow(_registrable(order_processing_workflow))
-    for activity in activities.ALL:
-        runtime.register_activity(_registrable(activity))
-    return runtime
-
-
-def _registrable(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A fresh function object with fn's name and signature.
-
-    The SDK marks a function as registered on the function object itself and refuses a second
-    registration, so one process could host only one runtime in its lifetime (tests, quickstart
-    after runworker). Registering a wrapper keeps the module-level functions unmarked.
-    """
-
-    @functools.wraps(fn)
-    def registered(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-
-    return registered
-
-
-def sidecar_start(*, db_path: Path | str, port: int, host: str | None = None) -> Sidecar:
-    """Start the embedded sidecar in this process; returns once its port listens."""
-    from sidecar import Sidecar
-
-    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-    sidecar = Sidecar(
-        db_path=str(db_path), grpc_port=port, host=host or settings.WORKFLOW_GRPC_HOST
-    )
-    sidecar.start()
-    return sidecar
 
 
 def _describe(error: grpc.RpcError) -> str:

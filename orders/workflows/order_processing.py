@@ -17,7 +17,7 @@ from typing import Any
 
 from dapr.ext.workflow import DaprWorkflowContext, TaskFailedError, when_any
 
-from orders.activities import (
+from orders.workflows.activities import (
     notify_activity,
     process_payment_activity,
     refund_payment_activity,
@@ -27,6 +27,9 @@ from orders.activities import (
     verify_inventory_activity,
 )
 
+# The manager's answer: the external event the workflow waits for, as the Dapr Workflow
+# quickstart names it, with data {"approval": true|false}. Services raise it through
+# orders.workflow_client with approval_event(); this is the one place that names it.
 APPROVAL_EVENT = "manager_approval"
 
 # Order statuses the workflow moves an order to (values of orders.models.OrderStatus).
@@ -36,6 +39,11 @@ INSUFFICIENT_STOCK = "insufficient_stock"
 REJECTED = "rejected"
 CANCELLED = "cancelled"
 FAILED = "failed"
+
+
+def approval_event(*, approved: bool) -> tuple[str, dict[str, bool]]:
+    """The event name and data that deliver a manager's decision to this workflow."""
+    return APPROVAL_EVENT, {"approval": approved}
 
 
 def _note(order_id: str, step: str, message: str, status: str | None = None, **extra: Any) -> dict:

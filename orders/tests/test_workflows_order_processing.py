@@ -9,11 +9,13 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 
-from orders import services
 from orders.exceptions import InventoryUpdateFailed, PaymentFailed
-from orders.models import InventoryItem, LedgerEntry, OrderStatus
+from orders.models import InventoryItem, LedgerEntry, Order, OrderStatus
+from orders.services.approvals import order_approve, order_reject
+from orders.services.orders import order_cancel, order_place, order_schedule
 from orders.tests.conftest import stock, timeline, wait_until
-from orders.workflow import (
+from orders.workflows import activities
+from orders.workflows.order_processing import (
     CANCELLED,
     COMPLETED,
     FAILED,
@@ -42,7 +44,7 @@ def test_workflow_statuses_are_order_statuses():
 
 def test_small_order_completes(workflow_engine, shop):
     cars, _, _ = shop
-    order = services.order_place(item_id=cars.pk, quantity=1)
+    order = order_place(item_id=cars.pk, quantity=1)
     order = workflow_engine.wait_for_completion(order.id)
     assert order.status == OrderStatus.COMPLETED
     assert order.result == {"processed": True}
@@ -56,7 +58,7 @@ def test_small_order_completes(workflow_engine, shop):
 
 def test_insufficient_stock_ends_unprocessed(workflow_engine, shop):
     _, clips, _ = shop
-    order = services.order_place(item_id=clips.pk, quantity=60)
+    order = order_place(item_id=clips.pk, quantity=60)
     # Stock sold elsewhere between placing and the workflow's check.
     InventoryItem.objects.filter(pk=clips.pk).update(on_hand=50)
     order = workflow_engine.wait_for_completion(order.id)
@@ -71,17 +73,15 @@ def test_insufficient_stock_ends_unprocessed(workflow_engine, shop):
 
 
 def _await_approval(order_id):
-    wait_until(
-        lambda: services.Order.objects.get(pk=order_id).status == OrderStatus.AWAITING_APPROVAL
-    )
+    wait_until(lambda: Order.objects.get(pk=order_id).status == OrderStatus.AWAITING_APPROVAL)
 
 
 def test_large_order_approved_completes(workflow_engine, shop):
     cars, _, manager = shop
-    order = services.order_place(item_id=cars.pk, quantity=11)  # $55,000 > $50,000
+    order = order_place(item_id=cars.pk, quantity=11)  # $55,000 > $50,000
     _await_approval(order.id)
     assert stock(cars) == (9, 11, 0)  # held while the manager decides
-    services.order_approve(order_id=order.id, user=manager)
+    order_approve(order_id=order.id, user=manager)
     order = workflow_engine.wait_for_completion(order.id)
     assert order.status == OrderStatus.COMPLETED
     assert order.approved is True and order.decided_by == manager
@@ -96,9 +96,9 @@ def test_large_order_approved_completes(workflow_engine, shop):
 
 def test_large_order_rejected_releases_stock(workflow_engine, shop):
     cars, _, manager = shop
-    order = services.order_place(item_id=cars.pk, quantity=12)
+    order = order_place(item_id=cars.pk, quantity=12)
     _await_approval(order.id)
-    services.order_reject(order_id=order.id, user=manager)
+    order_reject(order_id=order.id, user=manager)
     order = workflow_engine.wait_for_completion(order.id)
     assert order.status == OrderStatus.REJECTED
     assert order.approved is False
@@ -110,7 +110,7 @@ def test_large_order_rejected_releases_stock(workflow_engine, shop):
 def test_approval_timeout_cancels_and_releases(workflow_engine, shop, settings):
     settings.ORDER_APPROVAL_TIMEOUT = 1
     cars, _, _ = shop
-    order = services.order_place(item_id=cars.pk, quantity=15)
+    order = order_place(item_id=cars.pk, quantity=15)
     order = workflow_engine.wait_for_completion(order.id)
     assert order.status == OrderStatus.CANCELLED
     assert order.approved is None
@@ -127,8 +127,8 @@ def test_update_failure_after_payment_refunds(workflow_engine, shop, monkeypatch
     def broken_deduct(*, order_id):
         raise InventoryUpdateFailed("warehouse system down")
 
-    monkeypatch.setattr(services, "inventory_deduct", broken_deduct)
-    order = services.order_place(item_id=cars.pk, quantity=2)
+    monkeypatch.setattr(activities, "inventory_deduct", broken_deduct)
+    order = order_place(item_id=cars.pk, quantity=2)
     order = workflow_engine.wait_for_completion(order.id)
     assert order.status == OrderStatus.FAILED
     assert order.result == {"processed": False}
@@ -143,8 +143,8 @@ def test_payment_failure_releases_without_refund(workflow_engine, shop, monkeypa
     def declined(*, order_id):
         raise PaymentFailed("card declined")
 
-    monkeypatch.setattr(services, "payment_process", declined)
-    order = services.order_place(item_id=cars.pk, quantity=2)
+    monkeypatch.setattr(activities, "payment_process", declined)
+    order = order_place(item_id=cars.pk, quantity=2)
     order = workflow_engine.wait_for_completion(order.id)
     assert order.status == OrderStatus.FAILED
     assert stock(cars) == (20, 0, 0)
@@ -154,9 +154,9 @@ def test_payment_failure_releases_without_refund(workflow_engine, shop, monkeypa
 
 def test_cancel_while_awaiting_approval(workflow_engine, shop):
     cars, _, manager = shop
-    order = services.order_place(item_id=cars.pk, quantity=11)
+    order = order_place(item_id=cars.pk, quantity=11)
     _await_approval(order.id)
-    services.order_cancel(order_id=order.id, user=manager)
+    order_cancel(order_id=order.id, user=manager)
     state = workflow_engine.wait_for_completion(order.id)
     assert state.status == OrderStatus.CANCELLED
     assert stock(cars) == (20, 0, 0)
@@ -168,15 +168,14 @@ def test_concurrent_orders_for_last_units_never_oversell(workflow_engine, shop):
     _, clips, _ = shop
     InventoryItem.objects.filter(pk=clips.pk).update(on_hand=3)
     orders = [
-        services.Order.objects.create(item=clips, quantity=1, total_cost=Decimal("5"))
-        for _ in range(6)
+        Order.objects.create(item=clips, quantity=1, total_cost=Decimal("5")) for _ in range(6)
     ]
     barrier = threading.Barrier(len(orders))
 
     def schedule(order_id: str) -> None:
         try:
             barrier.wait()
-            services.order_schedule(order_id=order_id)
+            order_schedule(order_id=order_id)
         finally:
             connection.close()
 

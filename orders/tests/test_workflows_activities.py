@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orders import activities, services
 from orders.models import LedgerEntry, Order, OrderStatus
+from orders.services.orders import order_place
 from orders.tests.conftest import stock, timeline
+from orders.workflows import activities
 
 # Activities close stale connections like a request does, which an enclosing test transaction
 # would not survive: these tests commit for real.
@@ -37,7 +38,7 @@ def run_three_times(fn, payload, order, item) -> tuple:
 
 @pytest.fixture
 def order(cars):
-    return services.order_place(item_id=cars.pk, quantity=2)
+    return order_place(item_id=cars.pk, quantity=2)
 
 
 def test_notify_activity_rerun_changes_nothing(order, cars):

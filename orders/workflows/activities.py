@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 
 from django.db import close_old_connections
 
-from orders import services
-from orders.models import Order
+from orders.models import Order, amount_text
+from orders.services.inventory import inventory_deduct, inventory_release, inventory_reserve
+from orders.services.orders import order_notify, order_request_approval
+from orders.services.payments import payment_process, payment_refund
 
 notify_log = logging.getLogger("NotifyActivity")
 verify_log = logging.getLogger("VerifyInventoryActivity")
@@ -57,7 +59,7 @@ def _ordered(order: Order) -> str:
 @activity
 def notify_activity(ctx: Any, notification: dict[str, Any]) -> None:
     notify_log.info(notification["message"])
-    services.order_notify(
+    order_notify(
         order_id=notification["order_id"],
         step=notification["step"],
         message=notification["message"],
@@ -70,7 +72,7 @@ def notify_activity(ctx: Any, notification: dict[str, Any]) -> None:
 def verify_inventory_activity(ctx: Any, request: dict[str, Any]) -> dict[str, Any]:
     order = _order(request["order_id"])
     verify_log.info(f"Verifying inventory for order {order.id} of {_ordered(order)}")
-    reservation = services.inventory_reserve(order_id=order.id)
+    reservation = inventory_reserve(order_id=order.id)
     verify_log.info(f"There are {reservation.available} {order.item.name} available for purchase")
     return {"success": reservation.success, "available": reservation.available}
 
@@ -79,21 +81,21 @@ def verify_inventory_activity(ctx: Any, request: dict[str, Any]) -> dict[str, An
 def request_approval_activity(ctx: Any, request: dict[str, Any]) -> None:
     order = _order(request["order_id"])
     approval_log.info(
-        f"Requesting approval for payment of {services.amount_text(order.total_cost)} USD "
+        f"Requesting approval for payment of {amount_text(order.total_cost)} USD "
         f"for {_ordered(order)}"
     )
     deadline = datetime.fromisoformat(request["deadline"])
     if deadline.tzinfo is None:  # the workflow clock is naive UTC
         deadline = deadline.replace(tzinfo=UTC)
-    services.order_request_approval(order_id=order.id, deadline=deadline)
+    order_request_approval(order_id=order.id, deadline=deadline)
 
 
 @activity
 def process_payment_activity(ctx: Any, request: dict[str, Any]) -> None:
     order = _order(request["order_id"])
-    amount = services.amount_text(order.total_cost)
+    amount = amount_text(order.total_cost)
     payment_log.info(f"Processing payment: {order.id} for {_ordered(order)} at {amount} USD")
-    services.payment_process(order_id=order.id)
+    payment_process(order_id=order.id)
     payment_log.info(f"Payment for request ID {order.id} processed successfully")
 
 
@@ -101,22 +103,20 @@ def process_payment_activity(ctx: Any, request: dict[str, Any]) -> None:
 def update_inventory_activity(ctx: Any, request: dict[str, Any]) -> None:
     order = _order(request["order_id"])
     update_log.info(f"Checking inventory for order {order.id} for {_ordered(order)}")
-    left = services.inventory_deduct(order_id=order.id)
+    left = inventory_deduct(order_id=order.id)
     update_log.info(f"There are now {left} {order.item.name.lower()} left in stock")
 
 
 @activity
 def release_inventory_activity(ctx: Any, request: dict[str, Any]) -> None:
-    services.inventory_release(order_id=request["order_id"])
+    inventory_release(order_id=request["order_id"])
 
 
 @activity
 def refund_payment_activity(ctx: Any, request: dict[str, Any]) -> None:
     order = _order(request["order_id"])
-    if services.payment_refund(order_id=order.id):
-        refund_log.info(
-            f"Refunded {services.amount_text(order.total_cost)} USD for order {order.id}"
-        )
+    if payment_refund(order_id=order.id):
+        refund_log.info(f"Refunded {amount_text(order.total_cost)} USD for order {order.id}")
 
 
 ALL = (

@@ -1,0 +1,24 @@
+"""Starting the embedded sidecar (the ``sidecar`` package) inside a Django process.
+
+``manage.py runworker`` hosts it when no Dapr sidecar is the engine, ``manage.py quickstart``
+always; the web process never starts one, it reaches the engine through
+``orders.workflow_client``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+from sidecar.server import Sidecar
+
+
+def sidecar_start(*, db_path: Path | str, port: int, host: str | None = None) -> Sidecar:
+    """Start the embedded sidecar in this process; returns once its port listens."""
+    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    sidecar = Sidecar(
+        db_path=str(db_path), grpc_port=port, host=host or settings.WORKFLOW_GRPC_HOST
+    )
+    sidecar.start()
+    return sidecar
