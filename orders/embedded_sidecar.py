@@ -15,10 +15,17 @@ from sidecar.server import Sidecar
 
 
 def sidecar_start(*, db_path: Path | str, port: int, host: str | None = None) -> Sidecar:
-    """Start the embedded sidecar in this process; returns once its port listens."""
+    """Start the embedded sidecar in this process; returns once its port listens.
+
+    It requires this installation's API token (``settings.DAPR_API_TOKEN``) on every call, so
+    only the app's own processes can start workflows or raise a manager's decision.
+    """
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     sidecar = Sidecar(
-        db_path=str(db_path), grpc_port=port, host=host or settings.WORKFLOW_GRPC_HOST
+        db_path=str(db_path),
+        grpc_port=port,
+        host=host or settings.WORKFLOW_GRPC_HOST,
+        api_token=settings.DAPR_API_TOKEN,
     )
     sidecar.start()
     return sidecar

@@ -8,9 +8,9 @@ the engine and no sidecar is started. The parent also runs the order domain's sw
 
 Shutdown. The first SIGTERM/SIGINT stops gracefully: children get SIGTERM and finish the work they
 hold, then the sidecar stops (everything it acknowledged is on disk). A second signal forces:
-children are killed and the process exits at once. Ctrl-C under honcho delivers SIGINT and then
-SIGTERM a moment later, so a second signal within ``FORCE_AFTER`` seconds of the first counts as
-the same request.
+children are killed and the process exits at once. Ctrl-C under a process manager may deliver
+SIGINT and then SIGTERM a moment later, so a second signal within ``FORCE_AFTER`` seconds of the
+first counts as the same request.
 """
 
 from __future__ import annotations

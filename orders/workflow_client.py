@@ -1,7 +1,7 @@
 """The one place that knows how to reach the workflow engine.
 
-Addresses, the API token (read by the SDK from ``DAPR_API_TOKEN``) and the ``DaprWorkflowClient``
-the web process uses all come from here; the rest of the app calls the small functions below and
+Addresses, the API token (``settings.DAPR_API_TOKEN``, handed to the SDK here) and the
+``DaprWorkflowClient`` the web process uses all come from here; the rest of the app calls the small functions below and
 sees ``EngineUnavailable`` when the engine is away. The workflow is addressed by the name it is
 registered under, so this module imports no workflow code.
 
@@ -59,8 +59,16 @@ def use_address(address: str | None) -> None:
 
 def sdk_options(address: str | None = None) -> dict[str, Any]:
     """What the SDK's client and ``WorkflowRuntime`` are built with: the engine's host and port
-    (``address``, default this process's engine) and our logging."""
+    (``address``, default this process's engine) and our logging.
+
+    The SDK takes the API token from its own settings object (read from the environment at its
+    import), not from an argument: set it there from Django's settings, which generate one per
+    installation for the embedded sidecar.
+    """
+    from dapr.conf import settings as dapr_settings
     from dapr.ext.workflow.logger import LoggerOptions
+
+    dapr_settings.DAPR_API_TOKEN = settings.DAPR_API_TOKEN
 
     host, _, port = (address or engine_address()).rpartition(":")
     # The SDK adds its own stream handler unless given one; ours goes through Django's LOGGING.

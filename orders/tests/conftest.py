@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission, User
 
 from orders import workflow_client
@@ -50,7 +51,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
 
 @pytest.fixture
 def workflow_engine(tmp_path: Any, transactional_db: None) -> Iterator[WorkflowEngine]:
-    sidecar = Sidecar(db_path=str(tmp_path / "workflows.db"), grpc_port=0)
+    # With this installation's token, as runworker starts it: the app's clients must send it.
+    sidecar = Sidecar(
+        db_path=str(tmp_path / "workflows.db"), grpc_port=0, api_token=settings.DAPR_API_TOKEN
+    )
     sidecar.start()
     workflow_client.use_address(sidecar.grpc_address)
     runtime = runtime_create(sidecar.grpc_address)
