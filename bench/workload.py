@@ -1,8 +1,8 @@
 """The benchmark's workflows for dapr.ext.workflow: the order shape and a chain of N steps.
 
 The order shape mirrors orders/workflows/order_processing.py's happy path (notify, verify
-inventory, pay, update inventory, notify: five chained activities) with activities that do nearly nothing, so what is
-measured is the engine and the SDK, not the application.
+inventory, pay, update inventory, notify: five chained activities) with activities that do
+nearly nothing, so what is measured is the engine and the SDK, not the application.
 """
 
 from __future__ import annotations
