@@ -48,6 +48,17 @@ def decision_text(*, order: Order, events: Iterable[OrderEvent]) -> str | None:
     return text
 
 
+def order_recorded_decision(*, order_id: str) -> bool | None:
+    """The manager's decision as the approval service recorded it (who and when, under the
+    approve permission): True, False, or None when nobody has decided."""
+    decision = (
+        Order.objects.filter(pk=order_id, decided_at__isnull=False)
+        .values_list("approved", flat=True)
+        .first()
+    )
+    return decision
+
+
 def approval_time_left(*, order: Order) -> timedelta | None:
     """Time until an order awaiting approval is cancelled; None when nobody is waited for."""
     if order.status != OrderStatus.AWAITING_APPROVAL or order.approval_deadline is None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import threading
 from decimal import Decimal
 
+import grpc
 import pytest
+from dapr.conf import settings as dapr_settings
+from dapr.ext.workflow import DaprWorkflowClient
 from django.contrib.auth.models import User
 from django.db import connection
 
+from orders import workflow_client
 from orders.exceptions import InventoryUpdateFailed, PaymentFailed
 from orders.models import InventoryItem, LedgerEntry, Order, OrderStatus
 from orders.services.approvals import order_approve, order_reject
@@ -16,6 +20,7 @@ from orders.services.orders import order_cancel, order_place, order_schedule
 from orders.tests.conftest import stock, timeline, wait_until
 from orders.workflows import activities
 from orders.workflows.order_processing import (
+    APPROVAL_EVENT,
     CANCELLED,
     COMPLETED,
     FAILED,
@@ -92,6 +97,52 @@ def test_large_order_approved_completes(workflow_engine, shop):
         f"Payment for order {order.id} has been approved!",
         f"Order {order.id} has completed!",
     ]
+
+
+class TestApprovalOnlyThroughTheApp:
+    """The manager_approval event is a wake-up; only a decision recorded by the app decides."""
+
+    def test_event_raised_at_the_engine_with_the_token_approves_nothing(
+        self, workflow_engine, shop, caplog
+    ):
+        cars, _, manager = shop
+        order = order_place(item_id=cars.pk, quantity=11)
+        _await_approval(order.id)
+
+        workflow_client.client().raise_workflow_event(
+            order.id, APPROVAL_EVENT, data={"approval": True}
+        )
+        wait_until(lambda: f"Ignored a manager_approval event for order {order.id}" in caplog.text)
+
+        order.refresh_from_db()
+        assert order.status == OrderStatus.AWAITING_APPROVAL
+        assert order.approved is None and order.decided_by is None
+        assert stock(cars) == (9, 11, 0)
+        assert ledger(order) == ["reserve"]
+
+        # The app's own path still works afterwards, and records who decided.
+        order_approve(order_id=order.id, user=manager)
+        order = workflow_engine.wait_for_completion(order.id)
+        assert order.status == OrderStatus.COMPLETED
+        assert order.decided_by == manager and order.decided_at is not None
+        assert stock(cars) == (9, 0, 11)
+
+    def test_event_raised_at_the_engine_without_the_token_is_refused(
+        self, workflow_engine, shop, monkeypatch
+    ):
+        cars, _, _ = shop
+        order = order_place(item_id=cars.pk, quantity=11)
+        _await_approval(order.id)
+        host, _, port = workflow_engine.address.rpartition(":")
+        monkeypatch.setattr(dapr_settings, "DAPR_API_TOKEN", None)
+        stranger = DaprWorkflowClient(host=host, port=port)
+
+        with pytest.raises(grpc.RpcError) as refused:
+            stranger.raise_workflow_event(order.id, APPROVAL_EVENT, data={"approval": True})
+
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        order.refresh_from_db()
+        assert order.status == OrderStatus.AWAITING_APPROVAL and order.approved is None
 
 
 def test_large_order_rejected_releases_stock(workflow_engine, shop):

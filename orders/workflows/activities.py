@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from django.db import close_old_connections
 
 from orders.models import Order, amount_text
+from orders.selectors import order_recorded_decision
 from orders.services.inventory import inventory_deduct, inventory_release, inventory_reserve
 from orders.services.orders import order_notify, order_request_approval
 from orders.services.payments import payment_process, payment_refund
@@ -91,6 +92,21 @@ def request_approval_activity(ctx: Any, request: dict[str, Any]) -> None:
 
 
 @activity
+def read_approval_decision_activity(ctx: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """The decision the approval service recorded, read when ``manager_approval`` wakes the
+    workflow: the event itself carries no authority, so one raised straight at the engine, with
+    nothing recorded, decides nothing."""
+    order_id = request["order_id"]
+    approved = order_recorded_decision(order_id=order_id)
+    if approved is None:
+        approval_log.warning(
+            f"Ignored a manager_approval event for order {order_id}: no decision was recorded "
+            "through the app"
+        )
+    return {"decided": approved is not None, "approved": bool(approved)}
+
+
+@activity
 def process_payment_activity(ctx: Any, request: dict[str, Any]) -> None:
     order = _order(request["order_id"])
     amount = amount_text(order.total_cost)
@@ -123,6 +139,7 @@ ALL = (
     notify_activity,
     verify_inventory_activity,
     request_approval_activity,
+    read_approval_decision_activity,
     process_payment_activity,
     update_inventory_activity,
     release_inventory_activity,

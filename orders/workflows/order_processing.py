@@ -3,7 +3,9 @@
 Replay rules: this code runs again from the top every time the workflow wakes up, so it must be
 deterministic. No clock (use ``ctx.current_utc_datetime``), no randomness, no ORM, no network,
 no settings (threshold and timeout arrive in the input, fixed when the order was scheduled).
-Every effect is an activity; a durable timer races the manager's ``manager_approval`` event.
+Every effect is an activity; a durable timer races the manager's ``manager_approval`` event, and
+the event only wakes the workflow: the decision is the one the app recorded (an activity reads
+it), so an event raised straight at the engine approves nothing.
 Changing the order or kind of the yields below breaks in-flight instances: use the SDK's
 versioning for that, not an edit in place.
 """
@@ -20,6 +22,7 @@ from dapr.ext.workflow import DaprWorkflowContext, TaskFailedError, when_any
 from orders.workflows.activities import (
     notify_activity,
     process_payment_activity,
+    read_approval_decision_activity,
     refund_payment_activity,
     release_inventory_activity,
     request_approval_activity,
@@ -31,6 +34,9 @@ from orders.workflows.activities import (
 # quickstart names it, with data {"approval": true|false}. Services raise it through
 # orders.workflow_client with approval_event(); this is the one place that names it.
 APPROVAL_EVENT = "manager_approval"
+# The SDK's patch marker for "the event is a wake-up, the recorded decision decides": instances
+# that took the event's data as the decision before this change replay as they ran.
+RECORDED_DECISION_PATCH = "recorded-decision"
 
 # Order statuses the workflow moves an order to (values of orders.models.OrderStatus).
 PROCESSING = "processing"
@@ -93,9 +99,22 @@ def order_processing_workflow(
             request_approval_activity,
             input={"order_id": order_id, "deadline": deadline.isoformat()},
         )
-        approval_task = ctx.wait_for_external_event(APPROVAL_EVENT)
         timeout_task = ctx.create_timer(deadline)
-        winner = yield when_any([approval_task, timeout_task])
+        while True:
+            approval_task = ctx.wait_for_external_event(APPROVAL_EVENT)
+            winner = yield when_any([approval_task, timeout_task])
+            if winner == timeout_task:
+                break
+            if not ctx.is_patched(RECORDED_DECISION_PATCH):
+                decision = approval_task.get_result()
+                break
+            recorded = yield ctx.call_activity(
+                read_approval_decision_activity, input={"order_id": order_id}
+            )
+            if recorded["decided"]:
+                decision = {"approval": recorded["approved"]}
+                break
+            # Nobody recorded a decision: the activity logged the attempt; keep waiting.
         if winner == timeout_task:
             yield ctx.call_activity(release_inventory_activity, input={"order_id": order_id})
             yield ctx.call_activity(
@@ -109,7 +128,6 @@ def order_processing_workflow(
                 ),
             )
             return failed
-        decision = approval_task.get_result()
         # Only an explicit {"approval": true} approves; anything else is a refusal.
         if isinstance(decision, dict) and decision.get("approval") is True:
             yield ctx.call_activity(
