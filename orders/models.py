@@ -28,6 +28,11 @@ def amount_text(amount: Decimal) -> str:
     return f"{amount:.0f}" if amount == amount.to_integral_value() else f"{amount:.2f}"
 
 
+def money(amount: Decimal | int | float | str) -> str:
+    """How the site and the admin show money: 15000 -> "$15,000.00"."""
+    return f"${Decimal(str(amount)):,.2f}"
+
+
 def new_order_id() -> str:
     return uuid.uuid4().hex
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django import template
 
-from orders.models import amount_text
+from orders.models import money
 
 register = template.Library()
 
@@ -21,8 +21,7 @@ def duration(value: timedelta | None) -> str:
     return f"{seconds} s"
 
 
-@register.filter
-def dollars(value: object) -> str:
-    from decimal import Decimal
-
-    return f"${amount_text(Decimal(str(value)))}"
+@register.filter(name="money")
+def money_filter(value: object) -> str:
+    """{{ order.total_cost|money }} -> "$15,000.00", the one format for money on every page."""
+    return money(str(value))

@@ -90,7 +90,7 @@ class TestOrderPage:
         )
         page = client.get(reverse("orders:detail", args=[order.id])).content.decode()
         assert "Processing" in page
-        assert "$10000" in page
+        assert "$10,000.00" in page
         assert "Received order X" in page
         assert 'hx-trigger="every 1s"' in page
 
