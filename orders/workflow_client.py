@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from django.conf import settings
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 ORDER_WORKFLOW = "order_processing_workflow"
 
 _lock = threading.Lock()
+_token_lock = threading.Lock()
 _address_override: str | None = None
 _client: tuple[int, str, DaprWorkflowClient] | None = None
 
@@ -59,16 +61,9 @@ def use_address(address: str | None) -> None:
 
 def sdk_options(address: str | None = None) -> dict[str, Any]:
     """What the SDK's client and ``WorkflowRuntime`` are built with: the engine's host and port
-    (``address``, default this process's engine) and our logging.
-
-    The SDK takes the API token from its own settings object (read from the environment at its
-    import), not from an argument: set it there from Django's settings, which generate one per
-    installation for the embedded sidecar.
-    """
-    from dapr.conf import settings as dapr_settings
+    (``address``, default this process's engine) and our logging. Build them with ``sdk_build``,
+    which also hands them the API token."""
     from dapr.ext.workflow.logger import LoggerOptions
-
-    dapr_settings.DAPR_API_TOKEN = settings.DAPR_API_TOKEN
 
     host, _, port = (address or engine_address()).rpartition(":")
     # The SDK adds its own stream handler unless given one; ours goes through Django's LOGGING.
@@ -77,6 +72,27 @@ def sdk_options(address: str | None = None) -> dict[str, Any]:
         "port": port,
         "logger_options": LoggerOptions(log_handler=logging.NullHandler()),
     }
+
+
+T = TypeVar("T")
+
+
+def sdk_build(factory: Callable[..., T], address: str | None = None, **options: Any) -> T:
+    """Build an SDK client or ``WorkflowRuntime`` for ``address`` that sends our API token.
+
+    The SDK takes the token from its own settings object while it builds one, not from an
+    argument (and otherwise from ``DAPR_API_TOKEN`` in the environment). Django's settings hold
+    ours (generated per installation for the embedded sidecar), so it is set there for the
+    build only, under a lock, and the SDK's environment lookup is restored afterwards.
+    """
+    from dapr.conf import settings as dapr_settings
+
+    with _token_lock:
+        dapr_settings.DAPR_API_TOKEN = settings.DAPR_API_TOKEN
+        try:
+            return factory(**sdk_options(address), **options)
+        finally:
+            del dapr_settings.DAPR_API_TOKEN
 
 
 def client() -> DaprWorkflowClient:
@@ -88,7 +104,7 @@ def client() -> DaprWorkflowClient:
     address = engine_address()
     with _lock:
         if _client is None or _client[0] != os.getpid() or _client[1] != address:
-            _client = (os.getpid(), address, DaprWorkflowClient(**sdk_options(address)))
+            _client = (os.getpid(), address, sdk_build(DaprWorkflowClient, address))
         return _client[2]
 
 

@@ -19,7 +19,7 @@ def runtime_create(address: str | None = None, **options: Any) -> WorkflowRuntim
     The workflow is registered under the name the client schedules it by
     (``workflow_client.ORDER_WORKFLOW``); each activity under its function's name.
     """
-    runtime = WorkflowRuntime(**workflow_client.sdk_options(address), **options)
+    runtime = workflow_client.sdk_build(WorkflowRuntime, address, **options)
     runtime.register_workflow(
         _registrable(order_processing_workflow), name=workflow_client.ORDER_WORKFLOW
     )
