@@ -34,28 +34,10 @@ from .errors import (
     NotFound,
     Stalled,
 )
-from .instance import (
-    DELETE_ACTIVITY,
-    DELETE_INBOX_ROW,
-    DELETE_INSTANCE,
-    DELETE_TIMER,
-    INSERT_ACTIVITY,
-    INSERT_HISTORY,
-    INSERT_INBOX,
-    INSERT_TIMER,
-    UPDATE_AFTER_TURN,
-    UPSERT_INSTANCE,
-    Instance,
-    Statement,
-    check_instance_id,
-    load_active,
-    now_ns,
-    read_history,
-    read_ids,
-    read_info,
-    string_value,
-)
-from .store import Store
+from .instance import Instance, check_instance_id, now_ns, string_value
+from .storage import sql
+from .storage.sql import Statement
+from .storage.store import Store
 from .timers import SCHEDULED_START, Entry, TimerQueue
 
 log = logging.getLogger("sidecar.engine")
@@ -78,7 +60,9 @@ class Engine:
 
     def recover(self) -> None:
         """Load every active instance and its pending work from the database (start-up)."""
-        found = self.store.read(load_active)
+        found = self.store.read(sql.load_active)
+        for inst in found.instances.values():
+            inst.action_ids = orch.scheduled_ids(inst.history)
         self._instances.update(found.instances)
         self._next_inbox_id = found.next_inbox_id
         for fire_ns, iid, execution_id, timer_id in found.timers:
@@ -119,14 +103,7 @@ class Engine:
         fsync with that instance's next step (``Store.write``); what a client waits for is
         never deferred."""
 
-        def op(conn: Any) -> None:
-            for sql, params in statements:
-                if len(params) == 1:
-                    conn.execute(sql, params[0])
-                else:
-                    conn.executemany(sql, params)
-
-        return self.store.write(op, defer_key=defer_for)
+        return self.store.write(sql.apply(statements), defer_key=defer_for)
 
     def _step_due(self, inst: Instance) -> bool:
         """Whether a worker is about to send a step of ``inst`` (a turn queued or running, an
@@ -141,7 +118,7 @@ class Engine:
         rid = self._next_inbox_id
         self._next_inbox_id += 1
         inst.inbox.append((rid, event))
-        return (INSERT_INBOX, [(rid, inst.instance_id, event.SerializeToString())])
+        return sql.insert_inbox(rid, inst.instance_id, event)
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -149,7 +126,7 @@ class Engine:
         inst = self._instances.get(instance_id)
         if inst is not None:
             return inst.info()
-        return self.store.read(lambda conn: read_info(conn, instance_id))
+        return self.store.read(lambda conn: sql.read_info(conn, instance_id))
 
     def get_history(self, instance_id: str) -> list[pb.HistoryEvent]:
         """History of the current generation. Raises ``NotFound``.
@@ -167,15 +144,15 @@ class Engine:
         return events
 
     def _stored_history(self, instance_id: str) -> list[pb.HistoryEvent] | None:
-        return self.store.read(lambda conn: read_history(conn, instance_id))
+        return self.store.read(lambda conn: sql.read_history(conn, instance_id))
 
     def list_instance_ids(
         self, *, page_size: int | None = None, continuation_token: str | None = None
     ) -> tuple[list[str], str | None]:
         after = continuation_token or ""
         if not page_size:
-            return self.store.read(lambda conn: read_ids(conn, after, -1)), None
-        ids = self.store.read(lambda conn: read_ids(conn, after, page_size + 1))
+            return self.store.read(lambda conn: sql.read_ids(conn, after, -1)), None
+        ids = self.store.read(lambda conn: sql.read_ids(conn, after, page_size + 1))
         if len(ids) > page_size:
             return ids[:page_size], ids[page_size - 1]
         return ids, None
@@ -270,7 +247,7 @@ class Engine:
         self._instances[instance_id] = inst
         statements = self._purge_statements([instance_id])  # a terminal ID is reused: wipe it
         statements.append(self._new_inbox_row(inst, orch.new_event(now, executionStarted=started)))
-        statements.append((UPSERT_INSTANCE, [inst.row()]))
+        statements.append(sql.upsert_instance(inst))
         commit = self._write(statements)
         if scheduled_ns is not None:
             self._timers.push(scheduled_ns, instance_id, execution_id, -1)
@@ -442,7 +419,7 @@ class Engine:
 
     @staticmethod
     def _purge_statements(instance_ids: list[str]) -> list[Statement]:
-        return [(DELETE_INSTANCE, [(iid,) for iid in instance_ids])]
+        return [sql.delete_instances(instance_ids)]
 
     async def rerun_from_event(
         self,
@@ -515,9 +492,7 @@ class Engine:
             action_ids=orch.scheduled_ids(events),
         )
         self._instances[new_id] = inst
-        statements: list[Statement] = [
-            (INSERT_HISTORY, [(new_id, i, e.SerializeToString()) for i, e in enumerate(events)])
-        ]
+        statements: list[Statement] = [sql.insert_history(new_id, 0, events)]
         for event in events:
             kind = event.WhichOneof("eventType")
             if event.eventId in resolved:
@@ -536,12 +511,7 @@ class Engine:
                 )
                 inst.activities[event.eventId] = request
                 self._dispatch.queue_activity(inst, event.eventId)
-                statements.append(
-                    (
-                        INSERT_ACTIVITY,
-                        [(new_id, execution_id, event.eventId, request.SerializeToString())],
-                    )
-                )
+                statements.append(sql.insert_activities(new_id, execution_id, [request]))
             elif kind == "timerCreated":
                 fired = orch.new_event(
                     now,
@@ -554,10 +524,7 @@ class Engine:
                 child = event.childWorkflowInstanceCreated
                 if not child.instanceId.startswith(new_id):
                     child.instanceId = f"{new_id}:{event.eventId:04x}"
-                    statements[0] = (
-                        INSERT_HISTORY,
-                        [(new_id, i, e.SerializeToString()) for i, e in enumerate(events)],
-                    )
+                    statements[0] = sql.insert_history(new_id, 0, events)
                 view = orch.InstanceView(new_id, execution_id, inst.name, events, False)
                 action = pb.WorkflowAction(
                     id=event.eventId,
@@ -571,7 +538,7 @@ class Engine:
                 orch.create_child(view, action, now, outcome)
                 for start in outcome.children:
                     statements.extend(self._start_child(inst, start, now))
-        statements.append((UPSERT_INSTANCE, [inst.row()]))
+        statements.append(sql.upsert_instance(inst))
         commit = self._write(statements)
         self._dispatch.make_ready(inst)
         self._dispatch.schedule_pump()
@@ -616,7 +583,7 @@ class Engine:
             return
         event = orch.activity_result_event(request, response, now_ns())
         statements = [
-            (DELETE_ACTIVITY, [(inst.instance_id, flight.task_id)]),
+            sql.delete_activity(inst.instance_id, flight.task_id),
             self._new_inbox_row(inst, event),
         ]
         self._dispatch.make_ready(inst)
@@ -673,8 +640,8 @@ class Engine:
         inst.updated_ns = now
         await self._write(
             [
-                (INSERT_HISTORY, [(inst.instance_id, seq, event.SerializeToString())]),
-                (UPDATE_AFTER_TURN, [inst.turn_row()]),
+                sql.insert_history(inst.instance_id, seq, [event]),
+                sql.update_after_turn(inst),
             ]
         )
         self._notify(inst.instance_id)
@@ -705,10 +672,7 @@ class Engine:
         execution_id, first = orch.continue_as_new_events(view, inst.parent, done, now)
         remaining = inst.inbox[len(consumed) :]
         iid = inst.instance_id
-        statements: list[Statement] = [
-            (f"DELETE FROM {t} WHERE instance_id = ?", [(iid,)])
-            for t in ("history", "inbox", "activities", "timers")
-        ]
+        statements = sql.delete_generation(iid)
         inst.execution_id = execution_id
         inst.history = []
         inst.action_ids = set()
@@ -724,7 +688,7 @@ class Engine:
         self._dispatch.forget(iid)
         for event in orch.next_generation_inbox(first, suspended, [e for _, e in remaining]):
             statements.append(self._new_inbox_row(inst, event))
-        statements.append((UPSERT_INSTANCE, [inst.row()]))
+        statements.append(sql.upsert_instance(inst))
         commit = self._write(statements)
         self._dispatch.make_ready(inst)
         await commit
@@ -751,14 +715,9 @@ class Engine:
             elif kind == "executionResumed":
                 inst.suspended = False
         inst.status = outcome.status
-        statements: list[Statement] = [
-            (
-                INSERT_HISTORY,
-                [(iid, first_seq + i, e.SerializeToString()) for i, e in enumerate(outcome.events)],
-            )
-        ]
+        statements = [sql.insert_history(iid, first_seq, outcome.events)]
         if consumed:
-            statements.append((DELETE_INBOX_ROW, [(rid,) for rid in consumed]))
+            statements.append(sql.delete_inbox_rows(consumed))
         if outcome.is_terminal:
             inst.output = outcome.output
             inst.failure = outcome.failure
@@ -771,33 +730,18 @@ class Engine:
                 inst.activities[request.taskId] = request
                 self._dispatch.queue_activity(inst, request.taskId)
             if outcome.activities:
-                statements.append(
-                    (
-                        INSERT_ACTIVITY,
-                        [
-                            (iid, inst.execution_id, r.taskId, r.SerializeToString())
-                            for r in outcome.activities
-                        ],
-                    )
-                )
+                statements.append(sql.insert_activities(iid, inst.execution_id, outcome.activities))
             for fire_ns, fired in outcome.timers:
                 timer_id = fired.timerFired.timerId
                 inst.timers[timer_id] = fire_ns
                 self._timers.push(fire_ns, iid, inst.execution_id, timer_id)
             if outcome.timers:
-                statements.append(
-                    (
-                        INSERT_TIMER,
-                        [
-                            (iid, inst.execution_id, f.timerFired.timerId, ns / 1e9, b"")
-                            for ns, f in outcome.timers
-                        ],
-                    )
-                )
+                timers = [(ns, f.timerFired.timerId) for ns, f in outcome.timers]
+                statements.append(sql.insert_timers(iid, inst.execution_id, timers))
                 self._timers.arm()
             for child in outcome.children:
                 statements.extend(self._start_child(inst, child, now))
-        statements.append((UPDATE_AFTER_TURN, [inst.turn_row()]))
+        statements.append(sql.update_after_turn(inst))
         self._dispatch.make_ready(inst)
         # A client may be waiting for a change of status (started, suspended, ended): that
         # commit goes out at once; a step in the middle of a running workflow may wait for
@@ -836,10 +780,7 @@ class Engine:
     def _finish(self, inst: Instance, now: int) -> list[Statement]:
         """A terminal turn: tell the parent, drop pending work, keep the record on disk."""
         iid = inst.instance_id
-        statements: list[Statement] = [
-            (f"DELETE FROM {t} WHERE instance_id = ?", [(iid,)])
-            for t in ("inbox", "activities", "timers")
-        ]
+        statements = sql.delete_pending_work(iid)
         inst.inbox.clear()
         inst.activities.clear()
         self._forget_timers(inst)
@@ -921,7 +862,7 @@ class Engine:
         self._instances[child.instance_id] = inst
         statements = self._purge_statements([child.instance_id])
         statements.append(self._new_inbox_row(inst, child.started))
-        statements.append((UPSERT_INSTANCE, [inst.row()]))
+        statements.append(sql.upsert_instance(inst))
         self._dispatch.make_ready(inst)
         return statements
 
@@ -964,7 +905,7 @@ class Engine:
             event = orch.new_event(
                 now, timerFired=pb.TimerFiredEvent(fireAt=fire_at, timerId=timer_id)
             )
-            statements.append((DELETE_TIMER, [(iid, timer_id)]))
+            statements.append(sql.delete_timer(iid, timer_id))
             statements.append(self._new_inbox_row(inst, event))
             fired.add(iid)
             self._dispatch.make_ready(inst)

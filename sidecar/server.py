@@ -24,7 +24,7 @@ from .dapr_api import add_dapr_servicer
 from .engine import Engine
 from .http_api import create_app
 from .state_store import StateStore
-from .store import Store, StoreError
+from .storage.store import Store, StoreError
 from .taskhub import add_taskhub_servicer
 
 log = logging.getLogger("sidecar")

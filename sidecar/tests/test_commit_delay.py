@@ -18,8 +18,8 @@ from dapr.ext.workflow import WorkflowStatus, when_all
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
 from sidecar import Sidecar
-from sidecar.instance import DELETE_ACTIVITY
 from sidecar.server import DEFAULT_COMMIT_DELAY_MS
+from sidecar.storage.sql import DELETE_ACTIVITY
 from sidecar.tests.harness import (
     WAIT,
     RawWorker,
@@ -90,7 +90,7 @@ class StoreLog:
         return [w.key for w in self.writes]
 
     def late_holds(self, delay: float) -> int:
-        """Held writes whose hold the delay may have ended (module doc of ``sidecar.store``):
+        """Held writes whose hold the delay may have ended (module doc of ``sidecar.storage.store``):
         the next write came later than the delay, or the writer was still busy with an
         earlier commit when the delay ran out. An upper bound: a late hold may end a batch."""
         late = 0

@@ -24,7 +24,7 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from sidecar import Sidecar
 from sidecar.dapr_api import runtime_metadata
 from sidecar.state_store import StateStore
-from sidecar.store import Store
+from sidecar.storage.store import Store
 from sidecar.tests.harness import WAIT, WorkflowApp, wait_until
 
 

@@ -19,7 +19,7 @@ from dapr.ext.workflow import WorkflowRuntime, WorkflowStatus
 
 from sidecar import Sidecar
 from sidecar.api import RUNNING
-from sidecar.instance import load_active
+from sidecar.storage.sql import load_active
 from sidecar.tests.harness import WAIT, WorkflowApp, history_types, sidecar_start
 
 

@@ -22,7 +22,7 @@ from sidecar.state_store import (
     StateStoreNotFound,
     TransactionFailed,
 )
-from sidecar.store import Store
+from sidecar.storage.store import Store
 
 T = TypeVar("T")
 
