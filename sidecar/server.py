@@ -21,7 +21,7 @@ import grpc
 
 from .components import ComponentsError, load_state_store_names
 from .dapr_api import add_dapr_servicer
-from .engine import Engine
+from .engine.core import Engine
 from .http_api import create_app
 from .state_store import StateStore
 from .storage.store import Store, StoreError

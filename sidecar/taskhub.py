@@ -16,9 +16,10 @@ from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grp
 from dapr.ext.workflow._durabletask.internal import protos as pb
 from google.protobuf import empty_pb2
 
-from .api import InstanceInfo
-from .engine import Engine, check_instance_id
-from .errors import SidecarError
+from sidecar.engine.instance import check_instance_id
+from sidecar.engine.interface import TaskHubEngine
+from sidecar.engine.status import InstanceInfo
+from sidecar.errors import SidecarError
 
 log = logging.getLogger("sidecar.taskhub")
 
@@ -80,7 +81,7 @@ def instance_response(info: InstanceInfo | None, with_payloads: bool) -> pb.GetI
 
 
 class TaskHubServicer(stubs.TaskHubSidecarServiceServicer):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: TaskHubEngine) -> None:
         self.engine = engine
 
     async def Hello(self, request: empty_pb2.Empty, context: Any) -> empty_pb2.Empty:
@@ -240,7 +241,7 @@ class TaskHubServicer(stubs.TaskHubSidecarServiceServicer):
         return await self.CompleteOrchestratorTask(request, context)
 
 
-def add_taskhub_servicer(server: Any, engine: Engine) -> None:
+def add_taskhub_servicer(server: Any, engine: TaskHubEngine) -> None:
     """Serve ``TaskHubSidecarService`` on ``server`` (a grpc.aio server or a registrar of one)."""
     stubs.add_TaskHubSidecarServiceServicer_to_server(TaskHubServicer(engine), server)
 

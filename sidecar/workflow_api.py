@@ -26,7 +26,7 @@ from typing import Any
 
 from dapr.proto import api_v1
 
-import sidecar.api as api
+import sidecar.engine.status as api
 from sidecar.errors import InstanceNotFound, NotFound, SidecarError
 
 MAX_INSTANCE_ID_BYTES = 64

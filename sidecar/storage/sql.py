@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 from dapr.ext.workflow._durabletask.internal import protos as pb
 from google.protobuf.message import Message
 
-from sidecar.api import InstanceInfo
-from sidecar.instance import Instance
+from sidecar.engine.instance import Instance
+from sidecar.engine.status import InstanceInfo
 
 # One statement and its parameter rows: one row runs ``execute``, several ``executemany``.
 Statement = tuple[str, list[tuple[Any, ...]]]

@@ -393,13 +393,13 @@ def test_a_new_run_of_the_id_is_not_told_the_old_runs_end(app: WorkflowApp, side
     time.sleep(0.3)  # the parent's turn that started the child is answered: both are idle
 
     engine = sidecar.engine
-    terminate_children = engine._terminate_children
+    terminate_children = engine.turns.terminate_children
 
     async def slow_terminate_children(inst, output):  # widens the window the bug needs
         await asyncio.sleep(3.0)
         await terminate_children(inst, output)
 
-    engine._terminate_children = slow_terminate_children
+    engine.turns.terminate_children = slow_terminate_children
     terminating, _ = in_thread(
         lambda: client.terminate_workflow("P", output="stop", recursive=True)
     )

@@ -255,7 +255,7 @@ def test_a_fan_out_holds_only_its_last_result(
     engine = slow_committing_sidecar.engine
     outstanding: set = set()
     most = 0
-    write = engine._write
+    write = engine.write
 
     def spying_write(statements, *, defer_for=None):
         nonlocal most
@@ -266,7 +266,7 @@ def test_a_fan_out_holds_only_its_last_result(
             most = max(most, len(outstanding))
         return fut
 
-    engine._write = spying_write  # type: ignore[method-assign]
+    engine.write = spying_write  # type: ignore[method-assign]
     app = WorkflowApp(slow_committing_sidecar.grpc_address)
     try:
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
-from sidecar import orchestration as orch
-from sidecar.api import COMPLETED, FAILED, RUNNING, STALLED, SUSPENDED, TERMINATED
+from sidecar.engine import orchestration as orch
+from sidecar.engine.status import COMPLETED, FAILED, RUNNING, STALLED, SUSPENDED, TERMINATED
 from sidecar.errors import InvalidArgument
 
 NOW = 1_700_000_000_000_000_000

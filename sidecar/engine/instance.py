@@ -1,4 +1,10 @@
-"""An active workflow instance's runtime state, and small helpers every part of the engine uses."""
+"""An active workflow instance's runtime state, and the small value helpers every role uses.
+
+``Instance`` is plain data: what the instance is (identity, status, payloads) and what it is
+waiting for (inbox, pending activities and timers). What is in flight to a worker (a queued or
+dispatched turn) is the dispatcher's bookkeeping (``dispatch.py``), and how an instance maps to
+rows is the storage's (``storage/sql.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,12 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
-from .api import TERMINAL_STATUSES, InstanceInfo
-from .errors import InvalidArgument
-
-if TYPE_CHECKING:
-    from .dispatch import WorkStream
+from sidecar.engine.status import TERMINAL_STATUSES, InstanceInfo
+from sidecar.errors import InvalidArgument
 
 MAX_ID_LENGTH = 1024
 
@@ -25,17 +28,6 @@ def now_ns() -> int:
 
 def to_datetime(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC)
-
-
-@dataclass
-class Turn:
-    """A workflow work item in flight: what was sent and to whom."""
-
-    token: str
-    stream: WorkStream
-    started: pb.HistoryEvent
-    dispatched: list[tuple[int, pb.HistoryEvent]]
-    past_count: int
 
 
 @dataclass
@@ -63,8 +55,6 @@ class Instance:
     timers: dict[int, int] = field(default_factory=dict)
     action_ids: set[int] = field(default_factory=set)  # see orchestration.InstanceView
     final_commit: asyncio.Future[Any] | None = None  # the write of its terminal state
-    turn: Turn | None = None
-    queued: bool = False
     done: bool = False
 
     @property

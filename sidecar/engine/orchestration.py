@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
-from .api import COMPLETED, FAILED, RUNNING, STALLED, SUSPENDED, TERMINATED
-from .errors import InvalidArgument, NotFound
+from sidecar.engine.status import COMPLETED, FAILED, RUNNING, STALLED, SUSPENDED, TERMINATED
+from sidecar.errors import InvalidArgument, NotFound
 
 TERMINAL_ACTION_STATUSES = {COMPLETED, FAILED, TERMINATED}
 
