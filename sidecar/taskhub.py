@@ -1,7 +1,9 @@
 """gRPC edge for ``TaskHubSidecarService``, the protocol ``dapr.ext.workflow`` speaks.
 
 Each method parses its request, calls one engine operation and maps ``SidecarError`` to a gRPC
-status. Protocol facts cited as §n are from ``shared/reference/durabletask-protocol.md``.
+status. The messages are durabletask's (dapr/durabletask-protobuf orchestrator_service.proto,
+compiled into dapr.ext.workflow); what each call does follows daprd and durabletask-go's
+executor (backend/executor.go). The engine is typed as ``engine.interface.TaskHubEngine``.
 """
 
 from __future__ import annotations

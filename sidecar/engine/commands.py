@@ -136,7 +136,8 @@ class ClientCommands:
     async def resume(self, instance_id: str, reason: str | None = None, wait: bool = True) -> None:
         """Resume a suspended instance. Resuming one that is not suspended (and has no suspend
         on its way) does nothing: the SDK would fail the workflow on an unexpected
-        executionResumed event (protocol sheet §1.7), which nobody asking to resume wants."""
+        executionResumed event (dapr.ext.workflow's worker raises WorkflowStateError on it:
+        _durabletask worker.py, process_event), which nobody asking to resume wants."""
         check_instance_id(instance_id)
         inst = self._active_or_raise(instance_id)
         if inst is None or not self._will_be_suspended(inst):

@@ -2,8 +2,10 @@
 
 ``apply_turn`` turns one ``WorkflowResponse`` (the actions a worker returned for a dispatched
 turn) into the history the turn commits and the work it creates. The engine persists and
-dispatches what it returns. Facts on the protocol are in
-``shared/reference/durabletask-protocol.md`` (sections cited as §n).
+dispatches what it returns. The rules are durabletask-go's backend (backend/runtimestate: its
+applier turns a worker's actions into history and new work) as daprd's workflow orchestrator
+(dapr/dapr pkg/actors/targets/workflow/orchestrator) applies them, which is what the Python SDK
+(dapr.ext.workflow) expects; docs/sidecar-internals.md, "Turns", has the details.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ TERMINAL_ACTION_STATUSES = {COMPLETED, FAILED, TERMINATED}
 
 
 def new_event(timestamp_ns: int, **kind: object) -> pb.HistoryEvent:
-    """A history event with eventId -1, as the backend stamps events it creates (§2.4)."""
+    """A history event with eventId -1, as durabletask-go's backend stamps events it creates."""
     event = pb.HistoryEvent(eventId=-1, **kind)  # type: ignore[arg-type]
     event.timestamp.FromNanoseconds(timestamp_ns)
     return event
@@ -135,7 +137,7 @@ def apply_turn(
                 if terminated is not None:
                     break  # a termination in the same turn wins (forced below)
                 outcome.continued_as_new = done
-                return outcome  # every remaining action is ignored (§2.5)
+                return outcome  # every remaining action is ignored (durabletask-go's applier)
             if done.workflowStatus not in TERMINAL_ACTION_STATUSES:
                 raise InvalidArgument(
                     f"completeWorkflow action {action.id} has non-terminal status "
@@ -181,7 +183,7 @@ def apply_turn(
 
     if terminated is not None and not outcome.is_terminal:
         # The worker did not end the instance although the turn carried a termination:
-        # force it, as the reference backend does (§1.6).
+        # force it, as durabletask-go's backend does (backend/orchestration.go).
         reason = terminated.executionTerminated
         output = reason.input.value if reason.HasField("input") else None
         events[len(dispatched) + 1 :] = []
@@ -291,7 +293,8 @@ def create_child(
 
 
 # Results addressed to the previous generation: action ids restart at 1 in every generation, so
-# carrying them over would hand an old result to a new task (protocol sheet §4.18).
+# carrying them over would hand an old result to a new task (daprd drops an older generation's
+# timers the same way: dapr/dapr pkg/actors/targets/workflow/orchestrator).
 OLD_GENERATION_RESULTS = frozenset(
     {
         "taskCompleted",
@@ -346,7 +349,8 @@ def child_result_event(
     failure: pb.TaskFailureDetails | None,
     now_ns: int,
 ) -> pb.HistoryEvent:
-    """The event a finished child sends to its parent's inbox (§2.5)."""
+    """The event a finished child sends to its parent's inbox (no failure details for a
+    terminated child, as in durabletask-go's backend and daprd)."""
     if status == COMPLETED:
         return new_event(
             now_ns,
@@ -366,7 +370,8 @@ def child_result_event(
 def activity_result_event(
     request: pb.ActivityRequest, response: pb.ActivityResponse, now_ns: int
 ) -> pb.HistoryEvent:
-    """taskCompleted or taskFailed for an activity's response (§2.4)."""
+    """taskCompleted or taskFailed for an activity's response (durabletask-go's executor builds
+    the same from an ActivityResponse: backend/executor.go)."""
     if response.HasField("failureDetails"):
         return new_event(
             now_ns,
@@ -413,7 +418,8 @@ def rerun_history(
     new_child_instance_id: str | None,
 ) -> list[pb.HistoryEvent]:
     """The history a rerun starts from: everything before the target event, then the target
-    marked as rerun (daprd's RerunWorkflowFromEvent; protocol sheet §1.11)."""
+    marked as rerun (daprd's RerunWorkflowFromEvent: dapr/dapr
+    pkg/actors/targets/workflow/orchestrator, rerun.go and fork/)."""
     index = next(
         (i for i, e in enumerate(history) if event_id >= 0 and e.eventId == event_id), None
     )

@@ -1,6 +1,9 @@
 """Child workflows: results, failures, retries (ID reuse), recursive terminate and purge.
 
-Fact sheet §5 scenarios 4, 11, 14, 20; §2.5 (createChildWorkflow, parent notification).
+Scenarios as in dapr/python-sdk's durabletask end-to-end tests and daprd's workflow integration
+suite; createChildWorkflow and the parent's notification as durabletask-go's backend applies them
+(backend/runtimestate/applier.go) and daprd answers an occupied child ID (childwf.go in dapr/dapr
+pkg/actors/targets/workflow/orchestrator).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Dapr state API's key/value store, kept in the sidecar's SQLite database (``state`` table).
 
-One ``StateStore`` serves every configured store name (``sidecar.components``); rows are keyed
+One ``StateStore`` serves every configured store name (``components.py``); rows are keyed
 by (store, key), so stores never see each other's keys. Values are opaque bytes: the edges turn
 HTTP JSON values into bytes before calling in, as daprd does before handing them to a component.
 

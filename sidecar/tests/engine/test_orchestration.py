@@ -1,4 +1,4 @@
-"""The pure turn logic (``sidecar.orchestration``), without SQLite or gRPC."""
+"""The pure turn logic (``sidecar.engine.orchestration``), without SQLite or gRPC."""
 
 from __future__ import annotations
 

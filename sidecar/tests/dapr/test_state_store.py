@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import pytest
 
-from sidecar.state_store import (
+from sidecar.dapr.state_store import (
     FIRST_WRITE,
     DeleteRequest,
     ETagInvalid,
