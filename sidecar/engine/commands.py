@@ -13,6 +13,7 @@ from datetime import datetime
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
+from sidecar.engine import generations
 from sidecar.engine import orchestration as orch
 from sidecar.engine.instance import Instance, check_instance_id, now_ns, string_value
 from sidecar.engine.state import EngineState
@@ -239,7 +240,7 @@ class ClientCommands:
             raise InvalidArgument(f"'{source_id}': cannot rerun from child-workflows")
         if new_id in self.state.instances or self.state.get_instance(new_id) is not None:
             raise AlreadyExists(f"workflow '{new_id}' has already been created")
-        events = orch.rerun_history(
+        events = generations.rerun_history(
             self.state.get_history(source_id),
             source_id,
             event_id,

@@ -17,6 +17,7 @@ from typing import Any
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
+from sidecar.engine import generations
 from sidecar.engine import orchestration as orch
 from sidecar.engine.instance import Instance, now_ns, string_value
 from sidecar.engine.state import EngineState
@@ -213,7 +214,7 @@ class TurnCompletion:
             inst.suspended,
             inst.action_ids,
         )
-        execution_id, first = orch.continue_as_new_events(view, inst.parent, done, now)
+        execution_id, first = generations.continue_as_new_events(view, inst.parent, done, now)
         remaining = inst.inbox[len(consumed) :]
         iid = inst.instance_id
         statements = sql.delete_generation(iid)
@@ -230,7 +231,7 @@ class TurnCompletion:
         inst.input = started.input.value if started.HasField("input") else None
         inst.custom_status = None
         self.state.dispatch.forget(iid)
-        for event in orch.next_generation_inbox(first, suspended, [e for _, e in remaining]):
+        for event in generations.next_generation_inbox(first, suspended, [e for _, e in remaining]):
             statements.append(self.state.inbox_row(inst, event))
         statements.append(sql.upsert_instance(inst))
         commit = self.state.write(statements)
