@@ -300,6 +300,7 @@ class Sidecar:
         """The Dapr HTTP API on ``http_port`` (0 picks a free port; read it back afterwards)."""
         if self.http_port is None:
             return
+        assert self.engine is not None  # serve_async built it before the servers
         from aiohttp import web
 
         app = create_app(

@@ -269,7 +269,7 @@ def load_active(conn: sqlite3.Connection) -> Recovered:
     ):
         inst = instances.get(iid)
         if inst is not None and inst.execution_id == execution_id:
-            inst.activities[task_id] = parse(pb.ActivityRequest, blob)
+            inst.activities[task_id] = parse_message(pb.ActivityRequest, blob)
             activities.append((iid, execution_id, task_id))
     timers = []
     for iid, execution_id, timer_id, fire_at in conn.execute(
@@ -326,9 +326,12 @@ def read_ids(conn: sqlite3.Connection, after: str, limit: int) -> list[str]:
 
 
 def parse(cls: type[M], blob: bytes | None) -> M | None:
-    if blob is None:
-        return None
-    message = cls()
+    """A stored message, or None for a NULL column."""
+    return None if blob is None else parse_message(cls, blob)
+
+
+def parse_message(cls: type[M], blob: bytes) -> M:
+    message: M = cls()
     message.ParseFromString(blob)
     return message
 

@@ -210,7 +210,9 @@ class Store:
             results[0][0].get_loop().call_soon_threadsafe(_settle, first, later)
 
     @staticmethod
-    def _apply(conn: sqlite3.Connection, batch: list[_Batched]) -> list:
+    def _apply(
+        conn: sqlite3.Connection, batch: list[_Batched]
+    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
         """Run the batch's ops in one open transaction; returns (future, ok, value) triples.
 
         Fast path: the ops run back to back. Ops almost never fail (a state-store ETag
