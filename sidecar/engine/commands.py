@@ -2,8 +2,8 @@
 
 Each validates its input (a ``SidecarError`` changes nothing), changes memory, queues the rows
 on the store's writer and returns once they are on disk, waiting further where the protocol
-says so (durabletask-go's client operations and daprd's workflow API block until the instance
-has started, been suspended or ended; see docs/sidecar-internals.md, "The engine's coroutines").
+says so (durabletask-go's executor, backend/executor.go, and daprd block until the instance has
+started, been suspended or ended; see docs/sidecar-internals.md, "The engine's coroutines").
 """
 
 from __future__ import annotations

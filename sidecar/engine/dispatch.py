@@ -1,8 +1,8 @@
 """Dispatch: hand workflow turns and activities to the workers' GetWorkItems streams, and keep
 the books on what is in flight.
 
-Rules (as durabletask-go's executor and daprd's workflow engine, dapr/dapr pkg/runtime/wfengine,
-dispatch work items; docs/sidecar-internals.md, "Dispatch"):
+Rules (as durabletask-go's executor, backend/executor.go, and daprd's workflow engine, dapr/dapr
+pkg/runtime/wfengine, hand out work items; docs/sidecar-internals.md, "Dispatch"):
 
 * one turn per instance in flight at a time; events that arrive meanwhile wait for the next;
 * activities run in parallel, on whichever stream is least busy;

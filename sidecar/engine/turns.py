@@ -4,9 +4,9 @@ A turn's outcome (``orchestration.apply_turn``, pure) is committed here: history
 scheduled (activities, timers, children), a terminal state with its parent's notification, a new
 generation (continue-as-new) or a stall. Terminating an instance that no worker holds is a turn
 the sidecar completes itself (``terminate``), as are recursive terminations of idle children.
-The shape follows durabletask-go's backend (orchestration.go applies a work item's actions,
-runtimestate holds the pure state) and daprd's workflow orchestrator (dapr/dapr
-pkg/runtime/wfengine: children, cascade termination, stalls).
+The shape follows durabletask-go's backend (backend/orchestration.go applies a work item's
+actions, backend/runtimestate holds the pure state) and daprd's workflow orchestrator (dapr/dapr
+pkg/actors/targets/workflow/orchestrator: childwf.go, terminate.go, stalled.go).
 """
 
 from __future__ import annotations
