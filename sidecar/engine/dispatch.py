@@ -88,7 +88,10 @@ class Dispatcher:
         self._flights: dict[str, ActivityFlight] = {}
         self._flight_tokens: dict[tuple[str, str, int], str] = {}
         self._turns: dict[str, Turn] = {}  # instance id -> its one turn in flight
-        self._queued: set[str] = set()  # instance ids waiting in _ready for a stream
+        # Instance id -> the instance waiting in _ready for a stream. The object, not just the
+        # id: an instance evicted while queued must not make a new instance of its id look
+        # queued (one with a scheduled start would be sent its turn early).
+        self._queued: dict[str, Instance] = {}
         self._boot = uuid.uuid4().hex[:12]
         self._tokens = itertools.count(1)
         self._pump_scheduled = False
@@ -147,21 +150,21 @@ class Dispatcher:
         """The instance's turn in flight, if a worker has one."""
         return self._turns.get(instance_id)
 
-    def turn_due(self, instance_id: str) -> bool:
-        """Whether a turn of the instance is queued for a stream or in flight on one."""
-        return instance_id in self._queued or instance_id in self._turns
+    def turn_due(self, inst: Instance) -> bool:
+        """Whether a turn of ``inst`` is queued for a stream or in flight on one."""
+        return self._queued.get(inst.instance_id) is inst or inst.instance_id in self._turns
 
     def make_ready(self, inst: Instance) -> None:
         """Queue a turn for ``inst`` if it has events to deliver and nothing in flight."""
         if (
-            self.turn_due(inst.instance_id)
+            self.turn_due(inst)
             or inst.done
             or not inst.inbox
             or inst.stalled is not None
             or inst.scheduled_start_ns is not None
         ):
             return
-        self._queued.add(inst.instance_id)
+        self._queued[inst.instance_id] = inst
         self._ready.append(inst.instance_id)
         self.schedule_pump()
 
@@ -201,17 +204,19 @@ class Dispatcher:
         while self._ready and self.streams:
             iid = self._ready[0]
             inst = self.instances.get(iid)
-            if inst is None or iid not in self._queued:
+            queued = self._queued.get(iid)
+            if inst is None or queued is not inst:
                 self._ready.popleft()
-                self._queued.discard(iid)  # an instance evicted while queued
+                if queued is not None:
+                    del self._queued[iid]  # queued by an instance since evicted or replaced
                 continue
-            self._queued.discard(iid)
+            del self._queued[iid]
             if iid in self._turns or inst.done or not inst.inbox or inst.stalled is not None:
                 self._ready.popleft()
                 continue
             stream = self._pick_stream(self._warm_stream(iid))
             if stream is None:
-                self._queued.add(iid)
+                self._queued[iid] = inst
                 break
             self._ready.popleft()
             self._send_turn(inst, stream)

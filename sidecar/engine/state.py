@@ -103,7 +103,7 @@ class EngineState:
         once the sidecar is shutting down."""
         if self.dispatch.closing:
             return False
-        return self.dispatch.turn_due(inst.instance_id) or bool(inst.activities)
+        return self.dispatch.turn_due(inst) or bool(inst.activities)
 
     def inbox_row(self, inst: Instance, event: pb.HistoryEvent) -> Statement:
         """Append ``event`` to the instance's inbox; returns the row to write with it."""
