@@ -19,12 +19,12 @@ from typing import Any
 
 import grpc
 
-from .components import ComponentsError, load_state_store_names
-from .dapr_api import add_dapr_servicer
-from .engine import Engine
-from .http_api import create_app
-from .state_store import StateStore
-from .store import Store, StoreError
+from .dapr.components import ComponentsError, load_state_store_names
+from .dapr.runtime_grpc import add_dapr_servicer
+from .dapr.runtime_http import create_app
+from .dapr.state_store import StateStore
+from .engine.core import Engine
+from .storage.store import Store, StoreError
 from .taskhub import add_taskhub_servicer
 
 log = logging.getLogger("sidecar")
@@ -45,7 +45,9 @@ GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     # The SDK pings every 30 s even when idle; accept that rather than GOAWAY the worker
-    # with "too_many_pings" (protocol sheet §4.6; daprd allows pings every 8 s).
+    # with "too_many_pings" (the SDK's channel options: dapr.ext.workflow
+    # _durabletask/internal/shared.py; daprd allows pings every 8 s: dapr/dapr
+    # pkg/api/grpc/server.go).
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 5000),
     ("grpc.http2.max_ping_strikes", 0),
@@ -298,6 +300,7 @@ class Sidecar:
         """The Dapr HTTP API on ``http_port`` (0 picks a free port; read it back afterwards)."""
         if self.http_port is None:
             return
+        assert self.engine is not None  # serve_async built it before the servers
         from aiohttp import web
 
         app = create_app(

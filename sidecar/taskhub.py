@@ -1,7 +1,9 @@
 """gRPC edge for ``TaskHubSidecarService``, the protocol ``dapr.ext.workflow`` speaks.
 
 Each method parses its request, calls one engine operation and maps ``SidecarError`` to a gRPC
-status. Protocol facts cited as §n are from ``shared/reference/durabletask-protocol.md``.
+status. The messages are durabletask's (dapr/durabletask-protobuf orchestrator_service.proto,
+compiled into dapr.ext.workflow); what each call does follows daprd and durabletask-go's
+executor (backend/executor.go). The engine is typed as ``engine.interface.TaskHubEngine``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grp
 from dapr.ext.workflow._durabletask.internal import protos as pb
 from google.protobuf import empty_pb2
 
-from .api import InstanceInfo
-from .engine import Engine, check_instance_id
-from .errors import SidecarError
+from sidecar.engine.instance import check_instance_id
+from sidecar.engine.interface import TaskHubEngine
+from sidecar.engine.status import InstanceInfo
+from sidecar.errors import SidecarError
 
 log = logging.getLogger("sidecar.taskhub")
 
@@ -80,7 +83,7 @@ def instance_response(info: InstanceInfo | None, with_payloads: bool) -> pb.GetI
 
 
 class TaskHubServicer(stubs.TaskHubSidecarServiceServicer):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: TaskHubEngine) -> None:
         self.engine = engine
 
     async def Hello(self, request: empty_pb2.Empty, context: Any) -> empty_pb2.Empty:
@@ -240,7 +243,7 @@ class TaskHubServicer(stubs.TaskHubSidecarServiceServicer):
         return await self.CompleteOrchestratorTask(request, context)
 
 
-def add_taskhub_servicer(server: Any, engine: Engine) -> None:
+def add_taskhub_servicer(server: Any, engine: TaskHubEngine) -> None:
     """Serve ``TaskHubSidecarService`` on ``server`` (a grpc.aio server or a registrar of one)."""
     stubs.add_TaskHubSidecarServiceServicer_to_server(TaskHubServicer(engine), server)
 

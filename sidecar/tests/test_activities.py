@@ -1,6 +1,9 @@
 """Activities: sync and async, chaining, fan-out/fan-in, failures, retries, custom status.
 
-Fact sheet §5 scenarios 1-3, 14 (activity half), 15, 16; §1.10 history layout; §4.16 ids.
+Scenarios as in dapr/python-sdk's durabletask end-to-end tests
+(ext/dapr-ext-workflow/tests/durabletask/test_orchestration_e2e.py: activity sequence, fan-out,
+failures, retries); the history layout as daprd's workflow integration suite checks it (dapr/dapr
+tests/integration/suite/daprd/workflow).
 """
 
 from __future__ import annotations
@@ -295,7 +298,7 @@ def test_workflow_exception_fails_with_error_type(app: WorkflowApp) -> None:
     assert state.failure_details.error_type == "KeyError"
     assert "missing-thing" in state.failure_details.message
     assert state.failure_details.stack_trace
-    # Failure details are a payload: absent unless fetch_payloads (§1.3).
+    # Failure details are a payload: absent unless fetch_payloads (getInputsAndOutputs).
     assert quiet is not None and quiet.runtime_status == WorkflowStatus.FAILED
     assert quiet.failure_details is None
 
@@ -380,7 +383,7 @@ def test_retry_policy_activity_retries_until_success(app: WorkflowApp) -> None:
     assert state.serialized_output == '"ok"'
     assert len(attempts) == 3
     # The taskExecutionId is copied action -> taskScheduled -> ActivityRequest, and an SDK
-    # retry keeps it (§4.16): users key idempotency on it.
+    # retry keeps it (the SDK's RetryableTask): users key idempotency on it.
     assert attempts[0] and len(set(attempts)) == 1
     types = history_types(client, iid)
     assert types.count("taskFailed") == 2

@@ -1,6 +1,9 @@
 """Child workflows: results, failures, retries (ID reuse), recursive terminate and purge.
 
-Fact sheet §5 scenarios 4, 11, 14, 20; §2.5 (createChildWorkflow, parent notification).
+Scenarios as in dapr/python-sdk's durabletask end-to-end tests and daprd's workflow integration
+suite; createChildWorkflow and the parent's notification as durabletask-go's backend applies them
+(backend/runtimestate/applier.go) and daprd answers an occupied child ID (childwf.go in dapr/dapr
+pkg/actors/targets/workflow/orchestrator).
 """
 
 from __future__ import annotations
@@ -393,13 +396,13 @@ def test_a_new_run_of_the_id_is_not_told_the_old_runs_end(app: WorkflowApp, side
     time.sleep(0.3)  # the parent's turn that started the child is answered: both are idle
 
     engine = sidecar.engine
-    terminate_children = engine._terminate_children
+    terminate_children = engine.turns.terminate_children
 
     async def slow_terminate_children(inst, output):  # widens the window the bug needs
         await asyncio.sleep(3.0)
         await terminate_children(inst, output)
 
-    engine._terminate_children = slow_terminate_children
+    engine.turns.terminate_children = slow_terminate_children
     terminating, _ = in_thread(
         lambda: client.terminate_workflow("P", output="stop", recursive=True)
     )

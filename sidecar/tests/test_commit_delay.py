@@ -18,8 +18,8 @@ from dapr.ext.workflow import WorkflowStatus, when_all
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
 from sidecar import Sidecar
-from sidecar.instance import DELETE_ACTIVITY
 from sidecar.server import DEFAULT_COMMIT_DELAY_MS
+from sidecar.storage.sql import DELETE_ACTIVITY
 from sidecar.tests.harness import (
     WAIT,
     RawWorker,
@@ -90,7 +90,7 @@ class StoreLog:
         return [w.key for w in self.writes]
 
     def late_holds(self, delay: float) -> int:
-        """Held writes whose hold the delay may have ended (module doc of ``sidecar.store``):
+        """Held writes whose hold the delay may have ended (module doc of ``sidecar.storage.store``):
         the next write came later than the delay, or the writer was still busy with an
         earlier commit when the delay ran out. An upper bound: a late hold may end a batch."""
         late = 0
@@ -255,7 +255,7 @@ def test_a_fan_out_holds_only_its_last_result(
     engine = slow_committing_sidecar.engine
     outstanding: set = set()
     most = 0
-    write = engine._write
+    write = engine.write
 
     def spying_write(statements, *, defer_for=None):
         nonlocal most
@@ -266,7 +266,7 @@ def test_a_fan_out_holds_only_its_last_result(
             most = max(most, len(outstanding))
         return fut
 
-    engine._write = spying_write  # type: ignore[method-assign]
+    engine.write = spying_write  # type: ignore[method-assign]
     app = WorkflowApp(slow_committing_sidecar.grpc_address)
     try:
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus
 
-from sidecar.api import TERMINAL_STATUSES
+from sidecar.engine.status import TERMINAL_STATUSES
 from sidecar.tests.harness import (
     WAIT,
     free_port,

@@ -18,8 +18,8 @@ import pytest
 from dapr.ext.workflow import WorkflowRuntime, WorkflowStatus
 
 from sidecar import Sidecar
-from sidecar.api import RUNNING
-from sidecar.instance import load_active
+from sidecar.engine.status import RUNNING
+from sidecar.storage.sql import load_active
 from sidecar.tests.harness import WAIT, WorkflowApp, history_types, sidecar_start
 
 

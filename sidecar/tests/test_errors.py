@@ -1,7 +1,8 @@
 """gRPC status codes, bad input, and the work-item protocol driven by hand.
 
-Fact sheet §1.3-§1.8 (missing instances), §2.1-§2.4 (work items), §3.1-§3.3 (tokens,
-re-dispatch), §5 scenarios 19, 24-27. Bad input must get a gRPC error with a message, leave
+Missing instances answer as daprd does; work items, completion tokens and re-dispatch follow
+durabletask-go's executor (backend/executor.go) and daprd (dapr/dapr pkg/runtime/wfengine), see
+docs/sidecar-internals.md, "Dispatch". Bad input must get a gRPC error with a message, leave
 the store unchanged, and leave the server serving (issue: "Bad input").
 """
 

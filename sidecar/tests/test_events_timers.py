@@ -1,6 +1,9 @@
 """External events, durable timers, races between them, continue-as-new, scheduled starts.
 
-Fact sheet §5 scenarios 5-7, 12, 13, 22, 23, 28; §2.2 (workflowStarted is the workflow clock).
+Scenarios as in dapr/python-sdk's durabletask end-to-end tests
+(ext/dapr-ext-workflow/tests/durabletask/test_orchestration_e2e.py) and daprd's workflow
+integration suite (dapr/dapr tests/integration/suite/daprd/workflow). The turn's workflowStarted
+is the workflow clock (the SDK's worker sets ``ctx.current_utc_datetime`` from it).
 Timers are measured on the workflow clock: ``ctx.current_utc_datetime`` is the timestamp of the
 turn's workflowStarted, i.e. when the sidecar dispatched it, so "time after the timer minus time
 before it" is exactly how late (or early) the sidecar delivered timerFired.

@@ -1,7 +1,7 @@
 """Continue-as-new meets work still in flight from the previous generation.
 
-Action ids restart at 1 in every generation (protocol sheet §4.18), so anything the old
-generation left running (an activity, a timer, a child) carries the same ids as the new
+Action ids restart at 1 in every generation (the SDK numbers actions per execution), so anything
+the old generation left running (an activity, a timer, a child) carries the same ids as the new
 generation's tasks. These tests pin that nothing of the old generation leaks into the new one,
 and that control events (terminate, suspend) arriving during the continue-as-new turn are kept.
 """

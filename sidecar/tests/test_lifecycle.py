@@ -1,9 +1,10 @@
 """Instance lifecycle: suspend/resume, terminate, purge, ID reuse, list, history, rerun.
 
-Fact sheet §1.2 (reuse), §1.6-§1.11, §5 scenarios 8-10, 18, 20, 21, 31.
+The client calls as daprd serves them (ID reuse, terminate, suspend/resume, purge, list,
+history, rerun: dapr/dapr pkg/runtime/wfengine and its workflow integration suite).
 Deliberate deviation (lead's decision): ResumeInstance on an instance that is not suspended is
 a no-op and the instance keeps running; daprd would forward executionResumed and the SDK would
-fail the instance with WorkflowStateError (§1.7).
+fail the instance with WorkflowStateError (dapr.ext.workflow _durabletask worker.py).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def test_suspend_holds_timer_until_resume(app: WorkflowApp) -> None:
 
 
 def test_suspend_twice_is_harmless(sidecar, monkeypatch: pytest.MonkeyPatch) -> None:
-    """§1.7: suspending twice is harmless. The SDK buffers a second executionSuspended and, on
+    """Suspending twice is harmless, as on daprd. The SDK buffers a second executionSuspended and, on
     resume, re-suspends while draining its own buffer, appending to the list it iterates: an
     endless loop that eats memory. So the worker runs in its own (memory-capped) process, and
     the sidecar must not deliver a redundant suspend (as it does not deliver a redundant
@@ -163,7 +164,8 @@ def test_terminate_running_instance_sets_output(app: WorkflowApp) -> None:
     client = app.start()
     iid = client.schedule_new_workflow(waiter)
     client.terminate_workflow(iid, output="some reason for termination")
-    # TerminateInstance returns once the instance is terminal (§1.6): no wait needed.
+    # TerminateInstance returns once the instance is terminal (as durabletask-go's executor
+    # and daprd block on it): no wait needed.
     state = client.get_workflow_state(iid)
 
     assert state is not None

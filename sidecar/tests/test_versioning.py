@@ -1,9 +1,10 @@
 """Workflow versioning (named versions) and patching, across worker restarts.
 
-Fact sheet §3.6-§3.7: the worker reports ``WorkflowResponse.version{name, patches}``; the
+As durabletask-go's backend (backend/orchestration.go) and daprd's orchestrator (versioning.go)
+handle it: the worker reports ``WorkflowResponse.version{name, patches}``; the
 sidecar stores it on the turn's workflowStarted, and on replay the SDK picks the version and
 the patches from there. A version the worker no longer has stalls the instance (STALLED, not
-terminal). §5 scenario 17 (non-determinism) and 32 (versioning).
+terminal). Non-determinism and versioning scenarios as in dapr/python-sdk's durabletask tests.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Dapr HTTP API subset a workflow app uses, on the sidecar's loop (aiohttp).
+"""The Dapr runtime API over HTTP: the subset a workflow app uses, on the sidecar's loop (aiohttp).
 
 Routes, bodies, status codes and error bodies follow daprd (``pkg/api/http``):
 
@@ -29,10 +29,9 @@ from typing import Any
 from aiohttp import web
 from google.protobuf import json_format
 
-from sidecar import workflow_api as wf
-from sidecar.dapr_api import runtime_metadata
-from sidecar.errors import SidecarError
-from sidecar.state_store import (
+from sidecar.dapr import workflow_management as wf
+from sidecar.dapr.metadata import runtime_metadata
+from sidecar.dapr.state_store import (
     FIRST_WRITE,
     LAST_WRITE,
     DeleteRequest,
@@ -41,6 +40,8 @@ from sidecar.state_store import (
     StateStore,
     UnsupportedOperation,
 )
+from sidecar.engine.interface import WorkflowEngine
+from sidecar.errors import SidecarError
 
 log = logging.getLogger("sidecar.http")
 
@@ -105,7 +106,7 @@ def _token_middleware(token: str) -> Any:
 
 
 def create_app(
-    engine: Any,
+    engine: WorkflowEngine,
     state: StateStore,
     api_token: str | None,
     *,
@@ -150,7 +151,7 @@ def _handles_errors(handler: Handler) -> Handler:
 
 
 class _Routes:
-    def __init__(self, engine: Any, state: StateStore, extended: dict[str, str]) -> None:
+    def __init__(self, engine: WorkflowEngine, state: StateStore, extended: dict[str, str]) -> None:
         self.engine = engine
         self.state = state
         self.extended = extended

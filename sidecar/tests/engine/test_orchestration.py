@@ -1,12 +1,12 @@
-"""The pure turn logic (``sidecar.orchestration``), without SQLite or gRPC."""
+"""The pure turn logic (``sidecar.engine.orchestration``), without SQLite or gRPC."""
 
 from __future__ import annotations
 
 import pytest
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
-from sidecar import orchestration as orch
-from sidecar.api import COMPLETED, FAILED, RUNNING, STALLED, SUSPENDED, TERMINATED
+from sidecar.engine import orchestration as orch
+from sidecar.engine.status import COMPLETED, FAILED, RUNNING, STALLED, SUSPENDED, TERMINATED
 from sidecar.errors import InvalidArgument
 
 NOW = 1_700_000_000_000_000_000
@@ -165,17 +165,3 @@ def test_apply_turn_custom_status_replaces_previous() -> None:
 
     outcome = orch.apply_turn(_view(), _started(), [], _response(), NOW)
     assert outcome.custom_status is None
-
-
-def test_continue_as_new_keeps_parent_and_carries_events() -> None:
-    done = pb.CompleteWorkflowAction(workflowStatus=pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW)
-    done.result.value = "4"
-    done.carryoverEvents.append(orch.new_event(NOW, eventRaised=pb.EventRaisedEvent(name="tick")))
-    parent = pb.ParentInstanceInfo(taskScheduledId=7)
-
-    execution_id, events = orch.continue_as_new_events(_view(), parent, done, NOW)
-
-    assert execution_id != "exec-1"
-    assert [e.WhichOneof("eventType") for e in events] == ["executionStarted", "eventRaised"]
-    assert events[0].executionStarted.input.value == "4"
-    assert events[0].executionStarted.parentInstance.taskScheduledId == 7

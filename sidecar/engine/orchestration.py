@@ -2,8 +2,10 @@
 
 ``apply_turn`` turns one ``WorkflowResponse`` (the actions a worker returned for a dispatched
 turn) into the history the turn commits and the work it creates. The engine persists and
-dispatches what it returns. Facts on the protocol are in
-``shared/reference/durabletask-protocol.md`` (sections cited as §n).
+dispatches what it returns. The rules are durabletask-go's backend (backend/runtimestate: its
+applier turns a worker's actions into history and new work) as daprd's workflow orchestrator
+(dapr/dapr pkg/actors/targets/workflow/orchestrator) applies them, which is what the Python SDK
+(dapr.ext.workflow) expects; docs/sidecar-internals.md, "Turns", has the details.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from dataclasses import dataclass, field
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
-from .api import COMPLETED, FAILED, RUNNING, STALLED, SUSPENDED, TERMINATED
-from .errors import InvalidArgument, NotFound
+from sidecar.engine.status import COMPLETED, FAILED, RUNNING, STALLED, SUSPENDED, TERMINATED
+from sidecar.errors import InvalidArgument
 
 TERMINAL_ACTION_STATUSES = {COMPLETED, FAILED, TERMINATED}
 
 
 def new_event(timestamp_ns: int, **kind: object) -> pb.HistoryEvent:
-    """A history event with eventId -1, as the backend stamps events it creates (§2.4)."""
+    """A history event with eventId -1, as durabletask-go's backend stamps events it creates."""
     event = pb.HistoryEvent(eventId=-1, **kind)  # type: ignore[arg-type]
     event.timestamp.FromNanoseconds(timestamp_ns)
     return event
@@ -135,7 +137,7 @@ def apply_turn(
                 if terminated is not None:
                     break  # a termination in the same turn wins (forced below)
                 outcome.continued_as_new = done
-                return outcome  # every remaining action is ignored (§2.5)
+                return outcome  # every remaining action is ignored (durabletask-go's applier)
             if done.workflowStatus not in TERMINAL_ACTION_STATUSES:
                 raise InvalidArgument(
                     f"completeWorkflow action {action.id} has non-terminal status "
@@ -181,7 +183,7 @@ def apply_turn(
 
     if terminated is not None and not outcome.is_terminal:
         # The worker did not end the instance although the turn carried a termination:
-        # force it, as the reference backend does (§1.6).
+        # force it, as durabletask-go's backend does (backend/orchestration.go).
         reason = terminated.executionTerminated
         output = reason.input.value if reason.HasField("input") else None
         events[len(dispatched) + 1 :] = []
@@ -290,55 +292,6 @@ def create_child(
     return event
 
 
-# Results addressed to the previous generation: action ids restart at 1 in every generation, so
-# carrying them over would hand an old result to a new task (protocol sheet §4.18).
-OLD_GENERATION_RESULTS = frozenset(
-    {
-        "taskCompleted",
-        "taskFailed",
-        "timerFired",
-        "childWorkflowInstanceCompleted",
-        "childWorkflowInstanceFailed",
-    }
-)
-
-
-def continue_as_new_events(
-    view: InstanceView,
-    parent: pb.ParentInstanceInfo | None,
-    done: pb.CompleteWorkflowAction,
-    now_ns: int,
-) -> tuple[str, list[pb.HistoryEvent]]:
-    """The new generation's first inbox events: executionStarted, then carried-over events."""
-    execution_id = new_execution_id()
-    started = pb.ExecutionStartedEvent(
-        name=view.name,
-        input=done.result if done.HasField("result") else None,
-        workflowInstance=pb.WorkflowInstance(
-            instanceId=view.instance_id, executionId=_sv(execution_id)
-        ),
-    )
-    if done.HasField("newVersion"):
-        started.version.CopyFrom(done.newVersion)
-    if parent is not None:
-        started.parentInstance.CopyFrom(parent)
-    return execution_id, [new_event(now_ns, executionStarted=started), *done.carryoverEvents]
-
-
-def next_generation_inbox(
-    first: list[pb.HistoryEvent], suspended: bool, unread: list[pb.HistoryEvent]
-) -> list[pb.HistoryEvent]:
-    """The new generation's inbox: its start and carried events, a suspension the old one was
-    under, then what arrived meanwhile except results meant for the old generation."""
-    inbox = list(first[:1])
-    if suspended:
-        now_ns = first[0].timestamp.ToNanoseconds()
-        inbox.append(new_event(now_ns, executionSuspended=pb.ExecutionSuspendedEvent()))
-    inbox.extend(first[1:])
-    inbox.extend(e for e in unread if e.WhichOneof("eventType") not in OLD_GENERATION_RESULTS)
-    return inbox
-
-
 def child_result_event(
     parent: pb.ParentInstanceInfo,
     status: int,
@@ -346,7 +299,8 @@ def child_result_event(
     failure: pb.TaskFailureDetails | None,
     now_ns: int,
 ) -> pb.HistoryEvent:
-    """The event a finished child sends to its parent's inbox (§2.5)."""
+    """The event a finished child sends to its parent's inbox (no failure details for a
+    terminated child, as in durabletask-go's backend and daprd)."""
     if status == COMPLETED:
         return new_event(
             now_ns,
@@ -366,7 +320,8 @@ def child_result_event(
 def activity_result_event(
     request: pb.ActivityRequest, response: pb.ActivityResponse, now_ns: int
 ) -> pb.HistoryEvent:
-    """taskCompleted or taskFailed for an activity's response (§2.4)."""
+    """taskCompleted or taskFailed for an activity's response (durabletask-go's executor builds
+    the same from an ActivityResponse: backend/executor.go)."""
     if response.HasField("failureDetails"):
         return new_event(
             now_ns,
@@ -397,46 +352,3 @@ def children_of(history: list[pb.HistoryEvent]) -> list[str]:
 
 def _sv(value: str | None) -> pb.wrappers_pb2.StringValue | None:
     return None if value is None else pb.wrappers_pb2.StringValue(value=value)
-
-
-RERUNNABLE = ("taskScheduled", "timerCreated", "childWorkflowInstanceCreated")
-
-
-def rerun_history(
-    history: list[pb.HistoryEvent],
-    source_id: str,
-    event_id: int,
-    new_id: str,
-    *,
-    input: str | None,
-    overwrite_input: bool,
-    new_child_instance_id: str | None,
-) -> list[pb.HistoryEvent]:
-    """The history a rerun starts from: everything before the target event, then the target
-    marked as rerun (daprd's RerunWorkflowFromEvent; protocol sheet §1.11)."""
-    index = next(
-        (i for i, e in enumerate(history) if event_id >= 0 and e.eventId == event_id), None
-    )
-    if index is None:
-        raise NotFound(f"'{source_id}' does not have history event with ID '{event_id}'")
-    target = pb.HistoryEvent()
-    target.CopyFrom(history[index])
-    kind = target.WhichOneof("eventType")
-    if kind not in RERUNNABLE:
-        raise NotFound(
-            f"target event '{kind}' with ID '{event_id}' is not an event that can be rerun"
-        )
-    if overwrite_input and kind == "timerCreated":
-        raise InvalidArgument("cannot overwrite the input of a timer event")
-    if new_child_instance_id is not None and kind != "childWorkflowInstanceCreated":
-        raise InvalidArgument("a new child instance id needs a child workflow target event")
-    body = getattr(target, kind)
-    body.rerunParentInstanceInfo.CopyFrom(pb.RerunParentInstanceInfo(instanceID=source_id))
-    if overwrite_input:
-        if input is None:
-            body.ClearField("input")
-        else:
-            body.input.value = input
-    if kind == "childWorkflowInstanceCreated":
-        body.instanceId = new_child_instance_id or f"{new_id}:{event_id:04x}"
-    return [*history[:index], target]

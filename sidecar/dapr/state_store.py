@@ -1,6 +1,6 @@
 """The Dapr state API's key/value store, kept in the sidecar's SQLite database (``state`` table).
 
-One ``StateStore`` serves every configured store name (``sidecar.components``); rows are keyed
+One ``StateStore`` serves every configured store name (``components.py``); rows are keyed
 by (store, key), so stores never see each other's keys. Values are opaque bytes: the edges turn
 HTTP JSON values into bytes before calling in, as daprd does before handing them to a component.
 
@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sidecar.errors import SidecarError
-from sidecar.store import Store
+from sidecar.storage import sql
+from sidecar.storage.store import Store
 
 FIRST_WRITE = "first-write"
 LAST_WRITE = "last-write"
@@ -37,7 +38,6 @@ LAST_WRITE = "last-write"
 KEY_SEPARATOR = "||"
 
 _ETAG_BITS = 62
-_IN_CHUNK = 500  # keys per SELECT … IN (…): well under SQLite's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -185,14 +185,10 @@ class StateStore:
     async def get(self, store: str, key: str) -> StateEntry:
         self.check_store(store)
         _check_key(key, "ERR_STATE_GET")
-        row = self.store.read(
-            lambda conn: conn.execute(
-                "SELECT value, etag FROM state WHERE store = ? AND key = ?", (store, key)
-            ).fetchone()
-        )
+        row = self.store.read(lambda conn: sql.read_state(conn, store, key))
         if row is None:
             return StateEntry(key, None, None)
-        return StateEntry(key, bytes(row[0]), str(row[1]))
+        return StateEntry(key, row[0], str(row[1]))
 
     async def get_bulk(self, store: str, keys: Sequence[str]) -> list[StateEntry]:
         """Entries in the order of ``keys`` (duplicates repeated), absent keys included."""
@@ -201,19 +197,7 @@ class StateStore:
             _check_key(key, "ERR_STATE_BULK_GET")
         unique = list(dict.fromkeys(keys))
 
-        def read(conn: sqlite3.Connection) -> dict[str, tuple[bytes, int]]:
-            found: dict[str, tuple[bytes, int]] = {}
-            for i in range(0, len(unique), _IN_CHUNK):
-                chunk = unique[i : i + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for k, value, etag in conn.execute(
-                    f"SELECT key, value, etag FROM state WHERE store = ? AND key IN ({marks})",
-                    (store, *chunk),
-                ):
-                    found[k] = (bytes(value), etag)
-            return found
-
-        found = self.store.read(read) if unique else {}
+        found = self.store.read(lambda conn: sql.read_states(conn, store, unique)) if unique else {}
         return [
             StateEntry(k, found[k][0], str(found[k][1]))
             if k in found
@@ -305,50 +289,32 @@ def _apply_set(conn: sqlite3.Connection, store: str, item: SetRequest) -> None:
     etag = _new_etag()
     if item.etag:
         expected = _parse_etag(item.etag)
-        cur = conn.execute(
-            "UPDATE state SET value = ?, etag = ?, metadata = NULL"
-            " WHERE store = ? AND key = ? AND etag = ?",
-            (item.value, etag, store, item.key, expected),
-        )
+        cur = conn.execute(sql.STATE_UPDATE_IF_ETAG, (item.value, etag, store, item.key, expected))
         if cur.rowcount == 0:
             raise _Conflict("mismatch", _mismatch_detail(conn, store, item.key, item.etag))
     elif item.concurrency == FIRST_WRITE:
-        cur = conn.execute(
-            "INSERT INTO state (store, key, value, etag) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (store, key) DO NOTHING",
-            (store, item.key, item.value, etag),
-        )
+        cur = conn.execute(sql.STATE_INSERT_IF_ABSENT, (store, item.key, item.value, etag))
         if cur.rowcount == 0:
             raise _Conflict(
                 "mismatch",
                 f"key '{item.key}' already exists and first-write concurrency needs an etag",
             )
     else:
-        conn.execute(
-            "INSERT INTO state (store, key, value, etag) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (store, key) DO UPDATE"
-            " SET value = excluded.value, etag = excluded.etag, metadata = NULL",
-            (store, item.key, item.value, etag),
-        )
+        conn.execute(sql.STATE_UPSERT, (store, item.key, item.value, etag))
 
 
 def _apply_delete(conn: sqlite3.Connection, store: str, request: DeleteRequest) -> None:
     if request.etag:
         expected = _parse_etag(request.etag)
-        cur = conn.execute(
-            "DELETE FROM state WHERE store = ? AND key = ? AND etag = ?",
-            (store, request.key, expected),
-        )
+        cur = conn.execute(sql.STATE_DELETE_IF_ETAG, (store, request.key, expected))
         if cur.rowcount == 0:
             raise _Conflict("mismatch", _mismatch_detail(conn, store, request.key, request.etag))
     else:
-        conn.execute("DELETE FROM state WHERE store = ? AND key = ?", (store, request.key))
+        conn.execute(sql.STATE_DELETE, (store, request.key))
 
 
 def _mismatch_detail(conn: sqlite3.Connection, store: str, key: str, etag: str) -> str:
-    exists = conn.execute(
-        "SELECT 1 FROM state WHERE store = ? AND key = ?", (store, key)
-    ).fetchone()
+    exists = conn.execute(sql.STATE_EXISTS, (store, key)).fetchone()
     if exists is None:
         return f"key '{key}' does not exist, so etag '{etag}' cannot match"
     return f"etag '{etag}' does not match the current etag of key '{key}'"

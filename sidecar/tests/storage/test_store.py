@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.store import MAX_DEFERRED, Store
+from sidecar.storage.store import MAX_DEFERRED, Store
 
 
 def insert(key: str):

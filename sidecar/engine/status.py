@@ -1,8 +1,8 @@
-"""The engine's public surface, shared by every edge (TaskHub gRPC, Dapr runtime gRPC, HTTP).
+"""An instance's status as reads report it: the runtime status numbers, their daprd names, and
+``InstanceInfo``, the engine's read model of one instance (what GetInstance answers with).
 
-Edges never touch storage or runtime state directly: they parse a request, call one of the
-``Engine`` coroutines below on the sidecar's event loop, and map ``SidecarError.code`` to their
-own status codes. ``InstanceInfo`` is the engine's read model of one instance.
+The edges call the engine through ``interface.WorkflowEngine`` and read instances as
+``InstanceInfo``; they never touch storage or runtime state.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SQLite storage for the embedded sidecar: schema, one writer thread with group commit, reads.
+"""The sidecar's SQLite database: one writer thread with group commit, and reads.
 
 Contract (kept deliberately small):
 
@@ -21,8 +21,9 @@ Contract (kept deliberately small):
 * A failed COMMIT (disk full, I/O error) is fatal: the in-memory engine state would no longer
   match the disk, so the process logs the error and exits; a restart recovers from the disk.
 
-The schema version lives in ``PRAGMA user_version``; a database written by a newer sidecar is
-refused with ``StoreError`` rather than misread.
+The schema (``schema.sql``) and every statement are in ``sql.py``; this module runs only
+transactions. The schema version lives in ``PRAGMA user_version``; a database written by a
+newer sidecar is refused with ``StoreError`` rather than misread.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
+from sidecar.storage import sql
+
 log = logging.getLogger("sidecar.store")
 
 T = TypeVar("T")
@@ -45,8 +48,6 @@ WriteOp = Callable[[sqlite3.Connection], Any]
 # op, its future, its defer key (None: commit at once), when it was queued (time.monotonic())
 _Queued = tuple[WriteOp, "asyncio.Future[Any]", Hashable | None, float]
 _Batched = tuple[WriteOp, "asyncio.Future[Any]", Hashable | None]
-
-SCHEMA_VERSION = 1
 
 # A held batch commits once it has this many ops. Each is a worker's completion call waiting for
 # its answer on one of dapr.ext.workflow's thread pools (cpu_count + 4 threads for activities,
@@ -56,89 +57,9 @@ SCHEMA_VERSION = 1
 # than a one-core worker's pool, and the op after the fifth is the tenth, which commits.
 MAX_DEFERRED = 10
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS instances (
-    instance_id        TEXT PRIMARY KEY,
-    name               TEXT NOT NULL,
-    execution_id       TEXT NOT NULL,
-    status             INTEGER NOT NULL,
-    created_at         REAL NOT NULL,
-    updated_at         REAL NOT NULL,
-    input              TEXT,
-    output             TEXT,
-    custom_status      TEXT,
-    failure            BLOB,
-    parent             BLOB,
-    scheduled_start    REAL,
-    stalled            BLOB,
-    suspended          INTEGER NOT NULL DEFAULT 0,
-    version            TEXT
-);
-CREATE INDEX IF NOT EXISTS instances_active ON instances(status) WHERE status NOT IN (1, 3, 5);
-CREATE TABLE IF NOT EXISTS history (
-    instance_id TEXT NOT NULL,
-    seq         INTEGER NOT NULL,
-    event       BLOB NOT NULL,
-    PRIMARY KEY (instance_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS inbox (
-    id          INTEGER PRIMARY KEY,
-    instance_id TEXT NOT NULL,
-    event       BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS inbox_instance ON inbox(instance_id, id);
-CREATE TABLE IF NOT EXISTS activities (
-    instance_id  TEXT NOT NULL,
-    execution_id TEXT NOT NULL,
-    task_id      INTEGER NOT NULL,
-    request      BLOB NOT NULL,
-    PRIMARY KEY (instance_id, task_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS timers (
-    instance_id  TEXT NOT NULL,
-    execution_id TEXT NOT NULL,
-    timer_id     INTEGER NOT NULL,
-    fire_at      REAL NOT NULL,
-    event        BLOB NOT NULL,
-    PRIMARY KEY (instance_id, timer_id)
-) WITHOUT ROWID;
--- Deleting an instance's row deletes everything else it owns: purge and ID reuse are one
--- statement, and a start on a fresh ID (no row) costs nothing. INSERT OR REPLACE does not fire
--- it (recursive_triggers is off), so rewriting the row keeps the rest.
-CREATE TRIGGER IF NOT EXISTS instance_deleted AFTER DELETE ON instances BEGIN
-    DELETE FROM history WHERE instance_id = old.instance_id;
-    DELETE FROM inbox WHERE instance_id = old.instance_id;
-    DELETE FROM activities WHERE instance_id = old.instance_id;
-    DELETE FROM timers WHERE instance_id = old.instance_id;
-END;
-CREATE TABLE IF NOT EXISTS state (
-    store TEXT NOT NULL,
-    key   TEXT NOT NULL,
-    value BLOB NOT NULL,
-    etag  INTEGER NOT NULL,
-    metadata TEXT,
-    PRIMARY KEY (store, key)
-) WITHOUT ROWID;
-"""
-
 
 class StoreError(Exception):
     """The database cannot be opened or used (unwritable path, newer schema, corrupt file)."""
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA busy_timeout = 30000")
-    # Lets a purge give pages back to the file system (``Store.reclaim``). It takes effect
-    # only on a new database, so it must come before WAL mode writes the file header.
-    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-    # The instance_deleted trigger relies on this: with it on, INSERT OR REPLACE (continue-as-
-    # new rewrites the row) would fire it and wipe the new generation's inbox.
-    conn.execute("PRAGMA recursive_triggers = OFF")
-    if path != ":memory:":
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-    return conn
 
 
 class Store:
@@ -158,7 +79,7 @@ class Store:
             if not self.in_memory:
                 parent = os.path.dirname(os.path.abspath(path))
                 os.makedirs(parent, exist_ok=True)
-            self._writer = _connect(path)
+            self._writer = sql.connect(path)
             self._migrate(self._writer)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open database {path!r}: {exc}") from exc
@@ -166,14 +87,13 @@ class Store:
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
+        version = sql.schema_version(conn)
+        if version > sql.SCHEMA_VERSION:
             raise StoreError(
-                f"database schema version {version} is newer than this sidecar's ({SCHEMA_VERSION});"
-                " upgrade the sidecar or use another --db"
+                f"database schema version {version} is newer than this sidecar's"
+                f" ({sql.SCHEMA_VERSION}); upgrade the sidecar or use another --db"
             )
-        conn.executescript(SCHEMA)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        sql.create_schema(conn)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -186,7 +106,7 @@ class Store:
                 return fn(self._writer)
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path)
+            conn = sql.connect(self.path)
             self._local.conn = conn
         return fn(conn)
 
@@ -290,7 +210,9 @@ class Store:
             results[0][0].get_loop().call_soon_threadsafe(_settle, first, later)
 
     @staticmethod
-    def _apply(conn: sqlite3.Connection, batch: list[_Batched]) -> list:
+    def _apply(
+        conn: sqlite3.Connection, batch: list[_Batched]
+    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
         """Run the batch's ops in one open transaction; returns (future, ok, value) triples.
 
         Fast path: the ops run back to back. Ops almost never fail (a state-store ETag
@@ -326,7 +248,7 @@ def _nothing(conn: sqlite3.Connection) -> None:
 
 def _vacuum(max_pages: int) -> WriteOp:
     def op(conn: sqlite3.Connection) -> None:
-        conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+        sql.reclaim_pages(conn, max_pages)
 
     return op
 

@@ -1,5 +1,6 @@
 """Dapr's workflow management API (Start/Get/Terminate/Pause/Resume/RaiseEvent/Purge), shared by
-the Dapr gRPC edge (``dapr_api.py``, Alpha1 and Beta1 methods) and the HTTP edge (``http_api.py``).
+the runtime API's gRPC edge (``runtime_grpc.py``, Alpha1 and Beta1 methods) and its HTTP edge
+(``runtime_http.py``).
 
 It mirrors daprd's ``pkg/api/universal/workflow.go``: the same validation, the same mapping
 onto the engine and the same error codes and message texts, so a client cannot tell the
@@ -22,18 +23,18 @@ import unicodedata
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from dapr.proto import api_v1
 
-import sidecar.api as api
+from sidecar.engine import status
+from sidecar.engine.interface import WorkflowEngine
 from sidecar.errors import InstanceNotFound, NotFound, SidecarError
 
 MAX_INSTANCE_ID_BYTES = 64
 START_TIME_OPTION = "dapr.workflow.start_time"
 
 # daprd's statusMap has no STALLED: the Dapr workflow API reports it as "UNKNOWN".
-_STATUS_NAMES = {s: n for s, n in api.STATUS_NAMES.items() if s != api.STALLED}
+_STATUS_NAMES = {s: n for s, n in status.STATUS_NAMES.items() if s != status.STALLED}
 
 
 class DaprApiError(SidecarError):
@@ -111,7 +112,7 @@ def _is_not_found(exc: SidecarError) -> bool:
 
 
 async def workflow_start(
-    engine: Any,
+    engine: WorkflowEngine,
     *,
     instance_id: str,
     name: str,
@@ -134,7 +135,7 @@ async def workflow_start(
             )
     text = _text(input, "workflow input")
     try:
-        started: str = await engine.start_instance(
+        started = await engine.start_instance(
             instance_id=instance_id,
             name=name,
             input=text,
@@ -149,10 +150,12 @@ async def workflow_start(
     return started
 
 
-async def workflow_get(engine: Any, *, instance_id: str) -> api_v1.GetWorkflowResponse | None:
+async def workflow_get(
+    engine: WorkflowEngine, *, instance_id: str
+) -> api_v1.GetWorkflowResponse | None:
     """The instance as daprd's GetWorkflowResponse, or ``None`` for an unknown instance."""
     _validate_instance_id(instance_id, is_create=False)
-    info: api.InstanceInfo | None = engine.get_instance(instance_id)
+    info = engine.get_instance(instance_id)
     if info is None:
         return None
     response = api_v1.GetWorkflowResponse(
@@ -177,7 +180,7 @@ async def workflow_get(engine: Any, *, instance_id: str) -> api_v1.GetWorkflowRe
     return response
 
 
-async def workflow_terminate(engine: Any, *, instance_id: str) -> None:
+async def workflow_terminate(engine: WorkflowEngine, *, instance_id: str) -> None:
     _validate_instance_id(instance_id, is_create=False)
     try:
         await engine.terminate(instance_id, recursive=True, wait=False)
@@ -192,7 +195,7 @@ async def workflow_terminate(engine: Any, *, instance_id: str) -> None:
 
 
 async def workflow_raise_event(
-    engine: Any, *, instance_id: str, event_name: str, event_data: bytes | None
+    engine: WorkflowEngine, *, instance_id: str, event_name: str, event_data: bytes | None
 ) -> None:
     _validate_instance_id(instance_id, is_create=False)
     if not event_name:
@@ -208,7 +211,7 @@ async def workflow_raise_event(
         ) from exc
 
 
-async def workflow_pause(engine: Any, *, instance_id: str) -> None:
+async def workflow_pause(engine: WorkflowEngine, *, instance_id: str) -> None:
     _validate_instance_id(instance_id, is_create=False)
     try:
         await engine.suspend(instance_id, reason=None, wait=False)
@@ -219,7 +222,7 @@ async def workflow_pause(engine: Any, *, instance_id: str) -> None:
         ) from exc
 
 
-async def workflow_resume(engine: Any, *, instance_id: str) -> None:
+async def workflow_resume(engine: WorkflowEngine, *, instance_id: str) -> None:
     _validate_instance_id(instance_id, is_create=False)
     try:
         await engine.resume(instance_id, reason=None, wait=False)
@@ -231,10 +234,10 @@ async def workflow_resume(engine: Any, *, instance_id: str) -> None:
         ) from exc
 
 
-async def workflow_purge(engine: Any, *, instance_id: str) -> None:
+async def workflow_purge(engine: WorkflowEngine, *, instance_id: str) -> None:
     _validate_instance_id(instance_id, is_create=False)
     try:
-        deleted: int = await engine.purge(instance_id, recursive=True)
+        deleted = await engine.purge(instance_id, recursive=True)
     except SidecarError as exc:
         if _is_not_found(exc):
             raise _instance_not_found(instance_id) from exc

@@ -22,9 +22,9 @@ from dapr.proto import api_v1
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 
 from sidecar import Sidecar
-from sidecar.dapr_api import runtime_metadata
-from sidecar.state_store import StateStore
-from sidecar.store import Store
+from sidecar.dapr.metadata import runtime_metadata
+from sidecar.dapr.state_store import StateStore
+from sidecar.storage.store import Store
 from sidecar.tests.harness import WAIT, WorkflowApp, wait_until
 
 

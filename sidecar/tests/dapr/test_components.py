@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.components import ComponentsError, load_state_store_names
+from sidecar.dapr.components import ComponentsError, load_state_store_names
 
 REDIS_STATESTORE = """\
 apiVersion: dapr.io/v1alpha1

@@ -1,16 +1,18 @@
-"""gRPC edge for ``dapr.proto.runtime.v1.Dapr``: workflow Alpha1/Beta1, state and metadata.
+"""The Dapr runtime API over gRPC (``dapr.proto.runtime.v1.Dapr``): workflow Alpha1/Beta1, state
+and metadata.
 
 This is what ``DaprClient`` (gRPC) talks to. Every method daprd has but we do not serve answers
 UNIMPLEMENTED. Errors carry daprd's status code and message, plus a ``google.rpc.ErrorInfo``
 detail (domain ``dapr.io``, reason = daprd's error code or reason) as daprd's kit errors do, so
 ``DaprGrpcError.get_error_info()`` in the SDK works. The API token, when set, is checked by the
-server's interceptor for every service on the port (``server.TokenInterceptor``).
+server's interceptor for every service on the port (``sidecar.server.TokenInterceptor``).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Awaitable
 from typing import Any, NoReturn
 
 import grpc
@@ -19,9 +21,9 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from google.protobuf import empty_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from sidecar import workflow_api as wf
-from sidecar.errors import SidecarError
-from sidecar.state_store import (
+from sidecar.dapr import workflow_management as wf
+from sidecar.dapr.metadata import runtime_metadata
+from sidecar.dapr.state_store import (
     FIRST_WRITE,
     LAST_WRITE,
     DeleteRequest,
@@ -30,12 +32,10 @@ from sidecar.state_store import (
     StateStore,
     UnsupportedOperation,
 )
+from sidecar.engine.interface import WorkflowEngine
+from sidecar.errors import SidecarError
 
 log = logging.getLogger("sidecar.dapr_api")
-
-RUNTIME_VERSION = "edge"  # daprd reports its semver; we are not a daprd build
-STATE_CAPABILITIES = ("ETAG", "TRANSACTIONAL")
-STATE_COMPONENT_TYPE = "state.sqlite"
 
 _CONCURRENCY = {
     common_v1.StateOptions.CONCURRENCY_UNSPECIFIED: "",
@@ -58,37 +58,8 @@ async def abort(context: grpc.aio.ServicerContext, exc: SidecarError) -> NoRetur
     raise AssertionError("context.abort returned")  # it raises; this keeps the type NoReturn
 
 
-def runtime_metadata(
-    engine: Any, state: StateStore, extended: dict[str, str]
-) -> api_v1.GetMetadataResponse:
-    """The sidecar's metadata (shared with the HTTP edge, which renders it as JSON)."""
-    response = api_v1.GetMetadataResponse(
-        runtime_version=RUNTIME_VERSION,
-        extended_metadata=extended,
-        registered_components=[
-            api_v1.RegisteredComponents(
-                name=name,
-                type=STATE_COMPONENT_TYPE,
-                version="v1",
-                capabilities=list(STATE_CAPABILITIES),
-            )
-            for name in state.names
-        ],
-    )
-    workers = connected_workers(engine)
-    if workers is not None:
-        response.workflows.connected_workers = workers
-    return response
-
-
-def connected_workers(engine: Any) -> int | None:
-    """Open GetWorkItems streams (daprd: ``workflows.connectedWorkers``)."""
-    count = engine.connected_workers
-    return count if isinstance(count, int) else None
-
-
 class DaprServicer(dapr_pb2_grpc.DaprServicer):
-    def __init__(self, engine: Any, state: StateStore, extended: dict[str, str]) -> None:
+    def __init__(self, engine: WorkflowEngine, state: StateStore, extended: dict[str, str]) -> None:
         self.engine = engine
         self.state = state
         self.extended = extended
@@ -278,7 +249,7 @@ def _delete_request(item: common_v1.StateItem) -> DeleteRequest:
     )
 
 
-async def _empty(context: grpc.aio.ServicerContext, call: Any) -> empty_pb2.Empty:
+async def _empty(context: grpc.aio.ServicerContext, call: Awaitable[None]) -> empty_pb2.Empty:
     try:
         await call
     except SidecarError as exc:
@@ -298,7 +269,7 @@ def _unimplemented(name: str) -> Any:
 
 def add_dapr_servicer(
     server: Any,
-    engine: Any,
+    engine: WorkflowEngine,
     state: StateStore,
     *,
     extended_metadata: dict[str, str] | None = None,
@@ -306,7 +277,7 @@ def add_dapr_servicer(
     """Serve ``dapr.proto.runtime.v1.Dapr`` on ``server`` (grpc.aio, on the engine's loop).
 
     ``extended_metadata`` is the dict SetMetadata writes and GetMetadata reports; pass the same
-    dict to ``http_api.create_app`` to share it between the edges.
+    dict to ``runtime_http.create_app`` to share it between the edges.
     """
     servicer = DaprServicer(
         engine, state, extended_metadata if extended_metadata is not None else {}

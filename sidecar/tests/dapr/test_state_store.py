@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import pytest
 
-from sidecar.state_store import (
+from sidecar.dapr.state_store import (
     FIRST_WRITE,
     DeleteRequest,
     ETagInvalid,
@@ -22,7 +22,7 @@ from sidecar.state_store import (
     StateStoreNotFound,
     TransactionFailed,
 )
-from sidecar.store import Store
+from sidecar.storage.store import Store
 
 T = TypeVar("T")
 

@@ -1,15 +1,20 @@
-"""Dispatch: hand workflow turns and activities to the workers' GetWorkItems streams.
+"""Dispatch: hand workflow turns and activities to the workers' GetWorkItems streams, and keep
+the books on what is in flight.
 
-Rules (protocol sheet §2.1, §3.1–3.3):
+Rules (as durabletask-go's executor, backend/executor.go, and daprd's workflow engine, dapr/dapr
+pkg/runtime/wfengine, hand out work items; docs/sidecar-internals.md, "Dispatch"):
 
 * one turn per instance in flight at a time; events that arrive meanwhile wait for the next;
 * activities run in parallel, on whichever stream is least busy;
 * everything sent on a stream that ends and was not completed is handed out again, so
   activities run at least once;
 * a turn goes back to the stream that ran the instance's previous turn when that stream
-  advertised stateful history, so only new events need to be sent (§2.6).
+  advertised stateful history, so only new events need to be sent (durabletask-go's
+  executor_stateful.go; the SDK rebuilds the rest from its cache).
 
-Nothing here touches the database: the engine persists before or alongside what it queues here.
+The dispatcher alone knows which instances have a turn queued or in flight (``turn_of``,
+``turn_due``); ``Instance`` holds none of it. Nothing here touches the database: the engine
+persists before or alongside what it queues here.
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ from dataclasses import dataclass
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
-from . import orchestration as orch
-from .errors import InvalidArgument
-from .instance import Instance, Turn, now_ns, string_value
+from sidecar.engine import orchestration as orch
+from sidecar.engine.instance import Instance, now_ns, string_value
+from sidecar.errors import InvalidArgument
 
 log = logging.getLogger("sidecar.dispatch")
 
@@ -53,6 +58,17 @@ class WorkStream:
 
 
 @dataclass
+class Turn:
+    """A workflow work item in flight: what was sent and to whom."""
+
+    token: str
+    stream: WorkStream
+    started: pb.HistoryEvent
+    dispatched: list[tuple[int, pb.HistoryEvent]]
+    past_count: int
+
+
+@dataclass
 class ActivityFlight:
     instance_id: str
     execution_id: str
@@ -71,6 +87,11 @@ class Dispatcher:
         self._activities: deque[tuple[str, str, int]] = deque()
         self._flights: dict[str, ActivityFlight] = {}
         self._flight_tokens: dict[tuple[str, str, int], str] = {}
+        self._turns: dict[str, Turn] = {}  # instance id -> its one turn in flight
+        # Instance id -> the instance waiting in _ready for a stream. The object, not just the
+        # id: an instance evicted while queued must not make a new instance of its id look
+        # queued (one with a scheduled start would be sent its turn early).
+        self._queued: dict[str, Instance] = {}
         self._boot = uuid.uuid4().hex[:12]
         self._tokens = itertools.count(1)
         self._pump_scheduled = False
@@ -92,10 +113,12 @@ class Dispatcher:
         stream.closed = True
         self.streams.remove(stream)
         for iid in stream.turns:
-            inst = self.instances.get(iid)
-            if inst is not None and inst.turn is not None and inst.turn.stream is stream:
-                inst.turn = None
-                self.make_ready(inst)
+            turn = self._turns.get(iid)
+            if turn is not None and turn.stream is stream:
+                del self._turns[iid]
+                inst = self.instances.get(iid)
+                if inst is not None:
+                    self.make_ready(inst)
         for token in stream.activities:
             flight = self._flights.pop(token, None)
             if flight is not None:
@@ -123,18 +146,25 @@ class Dispatcher:
 
     # -- queues ----------------------------------------------------------------------------------
 
+    def turn_of(self, instance_id: str) -> Turn | None:
+        """The instance's turn in flight, if a worker has one."""
+        return self._turns.get(instance_id)
+
+    def turn_due(self, inst: Instance) -> bool:
+        """Whether a turn of ``inst`` is queued for a stream or in flight on one."""
+        return self._queued.get(inst.instance_id) is inst or inst.instance_id in self._turns
+
     def make_ready(self, inst: Instance) -> None:
         """Queue a turn for ``inst`` if it has events to deliver and nothing in flight."""
         if (
-            inst.queued
-            or inst.turn is not None
+            self.turn_due(inst)
             or inst.done
             or not inst.inbox
             or inst.stalled is not None
             or inst.scheduled_start_ns is not None
         ):
             return
-        inst.queued = True
+        self._queued[inst.instance_id] = inst
         self._ready.append(inst.instance_id)
         self.schedule_pump()
 
@@ -172,17 +202,21 @@ class Dispatcher:
         """Hand queued turns and activities to the least busy streams."""
         self._pump_scheduled = False
         while self._ready and self.streams:
-            inst = self.instances.get(self._ready[0])
-            if inst is None or not inst.queued:
+            iid = self._ready[0]
+            inst = self.instances.get(iid)
+            queued = self._queued.get(iid)
+            if inst is None or queued is not inst:
+                self._ready.popleft()
+                if queued is not None:
+                    del self._queued[iid]  # queued by an instance since evicted or replaced
+                continue
+            del self._queued[iid]
+            if iid in self._turns or inst.done or not inst.inbox or inst.stalled is not None:
                 self._ready.popleft()
                 continue
-            inst.queued = False
-            if inst.turn is not None or inst.done or not inst.inbox or inst.stalled is not None:
-                self._ready.popleft()
-                continue
-            stream = self._pick_stream(self._warm_stream(inst.instance_id))
+            stream = self._pick_stream(self._warm_stream(iid))
             if stream is None:
-                inst.queued = True
+                self._queued[iid] = inst
                 break
             self._ready.popleft()
             self._send_turn(inst, stream)
@@ -230,7 +264,7 @@ class Dispatcher:
         request.newEvents.append(started)
         request.newEvents.extend(e for _, e in dispatched)
         token = self._token()
-        inst.turn = Turn(token, stream, started, dispatched, len(inst.history))
+        self._turns[inst.instance_id] = Turn(token, stream, started, dispatched, len(inst.history))
         stream.turns.add(inst.instance_id)
         stream.queue.put_nowait(pb.WorkItem(workflowRequest=request, completionToken=token))
 
@@ -269,7 +303,7 @@ class Dispatcher:
 
     def land_turn(self, inst: Instance, turn: Turn, *, keep_warm: bool) -> None:
         """A turn's answer was accepted: free its stream slot and note what the worker caches."""
-        inst.turn = None
+        self._turns.pop(inst.instance_id, None)
         stream = turn.stream
         stream.turns.discard(inst.instance_id)
         self.forget(inst.instance_id)  # only the stream that ran this turn caches it now

@@ -1,0 +1,100 @@
+"""``Engine``: the engine the edges call (``interface.TaskHubEngine``), built from its parts.
+
+It is the shared state (``state.EngineState``: instances, recovery, reads, waiters, streams)
+with one object or function per role handling the rest: client commands (``commands.py``), turn
+completion (``turns.py``), activity results (``activities.py``); timers live in the state
+(``timers.py``). This module only wires them and hands each call to its role, so a reader finds
+what a call does in the role's module, and the roles depend on the state, never on each other
+except commands on turn completion (a command that ends an instance completes its turn).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from dapr.ext.workflow._durabletask.internal import protos as pb
+
+from sidecar.engine import activities
+from sidecar.engine.commands import ClientCommands
+from sidecar.engine.state import EngineState
+from sidecar.engine.turns import TurnCompletion
+from sidecar.storage.store import Store
+
+
+class Engine(EngineState):
+    """See the module docstring. All public coroutines run on the sidecar loop."""
+
+    def __init__(self, store: Store, *, max_outstanding_per_stream: int = 2000) -> None:
+        super().__init__(store, max_outstanding_per_stream=max_outstanding_per_stream)
+        self.turns = TurnCompletion(self)
+        self.commands = ClientCommands(self, self.turns)
+
+    # -- client commands -------------------------------------------------------------------------
+
+    async def start_instance(
+        self,
+        *,
+        instance_id: str,
+        name: str,
+        input: str | None = None,
+        scheduled_start: datetime | None = None,
+        version: str | None = None,
+        wait_for_start: bool = True,
+    ) -> str:
+        return await self.commands.start_instance(
+            instance_id=instance_id,
+            name=name,
+            input=input,
+            scheduled_start=scheduled_start,
+            version=version,
+            wait_for_start=wait_for_start,
+        )
+
+    async def raise_event(self, instance_id: str, name: str, input: str | None = None) -> None:
+        await self.commands.raise_event(instance_id, name, input)
+
+    async def suspend(self, instance_id: str, reason: str | None = None, wait: bool = True) -> None:
+        await self.commands.suspend(instance_id, reason, wait)
+
+    async def resume(self, instance_id: str, reason: str | None = None, wait: bool = True) -> None:
+        await self.commands.resume(instance_id, reason, wait)
+
+    async def terminate(
+        self,
+        instance_id: str,
+        *,
+        output: str | None = None,
+        recursive: bool = True,
+        wait: bool = True,
+    ) -> None:
+        await self.commands.terminate(instance_id, output=output, recursive=recursive, wait=wait)
+
+    async def purge(self, instance_id: str, *, recursive: bool = True) -> int:
+        return await self.commands.purge(instance_id, recursive=recursive)
+
+    async def rerun_from_event(
+        self,
+        source_id: str,
+        event_id: int,
+        *,
+        new_instance_id: str | None = None,
+        input: str | None = None,
+        overwrite_input: bool = False,
+        new_child_instance_id: str | None = None,
+    ) -> str:
+        return await self.commands.rerun_from_event(
+            source_id,
+            event_id,
+            new_instance_id=new_instance_id,
+            input=input,
+            overwrite_input=overwrite_input,
+            new_child_instance_id=new_child_instance_id,
+        )
+
+    # -- workers' completions --------------------------------------------------------------------
+
+    async def complete_activity(self, response: pb.ActivityResponse) -> None:
+        await activities.complete_activity(self, response)
+
+    async def complete_turn(self, response: pb.WorkflowResponse) -> None:
+        await self.turns.complete(response)
