@@ -15,7 +15,8 @@ set -euo pipefail
 
 # The CLI release. The runtime release is the github.com/dapr/dapr line of go.mod beside this file.
 DAPR_CLI_VERSION=v1.18.0
-# Release archives of daprd are built with every component (dapr/dapr Makefile: DAPR_SIDECAR_FLAVOR).
+# Release archives of daprd are built with every component (dapr/dapr Makefile: DAPR_SIDECAR_FLAVOR);
+# stablecomponents builds a smaller daprd with the stable ones only (state.redis is among them).
 DAPR_SIDECAR_FLAVOR=${DAPR_SIDECAR_FLAVOR:-allcomponents}
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -57,7 +58,8 @@ build_runtime() {
   ldflags+=" -X github.com/dapr/dapr/pkg/buildinfo.gitcommit=$(module_commit github.com/dapr/dapr@"$runtime_tag")"
   ldflags+=" -X github.com/dapr/kit/logger.DaprVersion=$runtime_version"
   for cmd in daprd placement scheduler; do
-    echo "build.sh: building $cmd $runtime_tag${cmd/#daprd/ ($DAPR_SIDECAR_FLAVOR)}"
+    echo "build.sh: building $cmd $runtime_tag"
+    # The flavor tag selects daprd's components; placement and scheduler have none.
     (cd "$here" && CGO_ENABLED=0 go build -trimpath -tags "$DAPR_SIDECAR_FLAVOR" \
       -ldflags "$ldflags" -o "$stage/$cmd" "github.com/dapr/dapr/cmd/$cmd")
   done

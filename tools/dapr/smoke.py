@@ -1,7 +1,7 @@
 """Smoke test of the app on real daprd (`make dapr-smoke`): exits non-zero on any failure.
 
 Starts Redis, placement and scheduler (tools/dapr/services.sh), runs dapr.yaml with the Dapr CLI
-(`dapr run -f .`), then acts as a browser would on http://127.0.0.1:8000: places a small order
+(`dapr run -f .`; tools/dapr/run_file.py when there is no CLI or with --runner), then acts as a browser would on http://127.0.0.1:8000: places a small order
 and waits for it to complete; places a large one (over ORDER_APPROVAL_THRESHOLD, set low here),
 sees it await approval, approves it as the manager through the admin, and waits for it to
 complete. Stops everything it started, also on failure.
@@ -40,17 +40,15 @@ class SmokeFailure(Exception):
     pass
 
 
-def dapr_cli() -> Path:
-    """The CLI `make dapr` lays out (DAPR_RUNTIME_PATH as the CLI reads it), else one on PATH."""
+def run_command(*, use_runner: bool) -> list[str]:
+    """`dapr run -f .` with the CLI `make dapr` lays out (or one on PATH); without a CLI, or with
+    --runner, tools/dapr/run_file.py, which runs dapr.yaml the same way."""
     runtime_path = os.environ.get("DAPR_RUNTIME_PATH")
-    home = Path(runtime_path) if runtime_path else Path.home()
-    laid_out = home / ".dapr" / "bin" / "dapr"
-    if laid_out.exists():
-        return laid_out
-    found = shutil.which("dapr")
-    if found is None:
-        raise SmokeFailure("no Dapr CLI: run `make dapr` (see docs/dapr.md)")
-    return Path(found)
+    laid_out = (Path(runtime_path) if runtime_path else Path.home()) / ".dapr" / "bin" / "dapr"
+    cli = str(laid_out) if laid_out.exists() else shutil.which("dapr")
+    if use_runner or cli is None:
+        return [str(PYTHON), str(ROOT / "tools" / "dapr" / "run_file.py"), "."]
+    return [cli, "run", "-f", "."]
 
 
 class Browser:
@@ -167,20 +165,27 @@ def wait_for_site(app: subprocess.Popen[bytes], seconds: float = 180) -> None:
 
 @contextmanager
 def services() -> Iterator[None]:
+    """Redis, placement and scheduler for the run; stopped after it unless they were running."""
     script = ROOT / "tools" / "dapr" / "services.sh"
+    status = subprocess.run(["bash", str(script), "status"], capture_output=True, text=True)
+    were_running = "running" in status.stdout
     subprocess.run(["bash", str(script), "start"], check=True)
     try:
         yield
     finally:
-        subprocess.run(["bash", str(script), "stop"], check=False)
+        if not were_running:
+            subprocess.run(["bash", str(script), "stop"], check=False)
 
 
 @contextmanager
-def dapr_run(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def dapr_run(
+    command: list[str], env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """`dapr run -f .` in its own process group; stopped as Ctrl-C would stop it."""
+    print(f"smoke: {' '.join(command)}")
     with log.open("wb") as out:
         app = subprocess.Popen(
-            [str(dapr_cli()), "run", "-f", "."],
+            command,
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -199,17 +204,17 @@ def dapr_run(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]
                 app.wait()
 
 
-def smoke(var_dir: Path) -> None:
+def smoke(var_dir: Path, command: list[str]) -> None:
     env = {
         **os.environ,
         "ORDERS_VAR_DIR": str(var_dir),
         "MANAGER_PASSWORD": MANAGER_PASSWORD,
         "ORDER_APPROVAL_THRESHOLD": APPROVAL_THRESHOLD,
     }
-    for command in (["migrate", "--noinput"], ["seed"]):
-        subprocess.run([str(PYTHON), "manage.py", *command], cwd=ROOT, env=env, check=True)
+    for manage in (["migrate", "--noinput"], ["seed"]):
+        subprocess.run([str(PYTHON), "manage.py", *manage], cwd=ROOT, env=env, check=True)
     log = var_dir / "dapr-run.log"
-    with services(), dapr_run(env, log) as app:
+    with services(), dapr_run(command, env, log) as app:
         try:
             wait_for_site(app)
             browser = Browser()
@@ -225,10 +230,11 @@ def smoke(var_dir: Path) -> None:
             raise
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    command = run_command(use_runner="--runner" in argv)
     var_dir = Path(tempfile.mkdtemp(prefix="dapr-smoke-"))
     try:
-        smoke(var_dir)
+        smoke(var_dir, command)
     except (SmokeFailure, subprocess.CalledProcessError, urllib.error.URLError) as error:
         print(f"smoke: FAILED: {error}", file=sys.stderr)
         return 1
@@ -239,4 +245,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))
