@@ -8,23 +8,30 @@
 #
 # These are the addresses `dapr run` gives every daprd by default (dapr/cli pkg/standalone/run.go,
 # cmd/run.go), so dapr.yaml names none of them. With `dapr init --slim` the CLI installs the two
-# binaries but starts neither. Their health and metrics ports are moved off 8080/9090, where both
-# would collide, to the host ports `dapr init` maps for its containers (58080/58081, 59090/59091).
-# Everything they write (data, logs, pid files) stays under var/dapr/.
+# binaries but starts neither. Both would serve health checks on 8080 and metrics on 9090 and so
+# collide: metrics are off, and each health server gets a free port (written to var/dapr/*.healthz)
+# rather than a fixed one that an outgoing connection may hold. Everything they write (data,
+# logs, pid files) stays under var/dapr/.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 state=${DAPR_VAR_DIR:-$root/var/dapr}
 if [[ -n "${DAPR_RUNTIME_PATH:-}" ]]; then bin="$DAPR_RUNTIME_PATH/.dapr/bin"; else bin="$HOME/.dapr/bin"; fi
 
-# Waits until a TCP port on 127.0.0.1 accepts connections; fails after $2 seconds.
+# Waits until a TCP port on 127.0.0.1 accepts connections; fails after $2 seconds, or at once
+# when process $3 (if given) has exited.
 wait_port() {
-  local port=$1 seconds=$2 i
+  local port=$1 seconds=$2 pid=${3:-} i
   for ((i = 0; i < seconds * 10; i++)); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then return 1; fi
     sleep 0.1
   done
   return 1
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -63,22 +70,26 @@ start_control_plane() {
     return 0
   fi
   [[ -x "$bin/$name" ]] || { echo "services.sh: no $bin/$name: run \`make dapr\` first" >&2; exit 1; }
-  setsid "$bin/$name" "$@" >"$state/$name.log" 2>&1 </dev/null &
+  local healthz
+  healthz=$(free_port)
+  echo "$healthz" >"$state/$name.healthz"
+  setsid "$bin/$name" "$@" --healthz-port "$healthz" --enable-metrics=false \
+    >"$state/$name.log" 2>&1 </dev/null &
   echo $! >"$state/$name.pid"
-  wait_port "$port" 60 || { echo "services.sh: $name did not start; see $state/$name.log" >&2; exit 1; }
+  wait_port "$port" 60 $! || { echo "services.sh: $name did not start; see $state/$name.log" >&2; exit 1; }
 }
 
 start() {
   mkdir -p "$state"
   start_redis
+  # 1.18.2 reads --healthz-listen-address but still serves health checks on every address.
   start_control_plane placement 50005 --listen-address 127.0.0.1 --port 50005 \
-    --healthz-listen-address 127.0.0.1 --healthz-port 58080 \
-    --metrics-listen-address 127.0.0.1 --metrics-port 59090
+    --healthz-listen-address 127.0.0.1
   # The broadcast address is what daprd dials after its first contact; the CLI's container
   # setup advertises localhost:50006 the same way (dapr/cli pkg/standalone/standalone.go).
+  # The embedded etcd keeps its data under var/dapr/scheduler and listens on localhost:2379/2380.
   start_control_plane scheduler 50006 --listen-address 127.0.0.1 --port 50006 \
-    --healthz-listen-address 127.0.0.1 --healthz-port 58081 \
-    --metrics-listen-address 127.0.0.1 --metrics-port 59091 \
+    --healthz-listen-address 127.0.0.1 \
     --etcd-data-dir "$state/scheduler" --override-broadcast-host-port localhost:50006
   echo "services.sh: redis :6379, placement :50005, scheduler :50006 (logs in $state)"
 }
@@ -90,7 +101,7 @@ stop_one() {
   kill "$pid"
   for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-  rm -f "$state/$name.pid"
+  rm -f "$state/$name.pid" "$state/$name.healthz"
   echo "services.sh: stopped $name"
 }
 
