@@ -48,9 +48,7 @@ class RunFileError(Exception):
 
 def daprd_path() -> Path:
     """daprd where `dapr init --slim` (or `make dapr`) puts it, as the CLI looks it up."""
-    runtime_path = os.environ.get("DAPR_RUNTIME_PATH")
-    home = Path(runtime_path) if runtime_path else Path.home()
-    return home / ".dapr" / "bin" / "daprd"
+    return dapr_home() / "bin" / "daprd"
 
 
 def free_port() -> int:
@@ -72,7 +70,7 @@ class App:
     metrics_port: int
     internal_grpc_port: int
     resources_paths: list[Path]
-    config_file: Path | None
+    config_file: Path
     app_protocol: str
     log_level: str
     placement: str
@@ -94,8 +92,7 @@ class App:
             "--max-body-size", "4Mi",
             "--read-buffer-size", "4Ki",
         ]  # fmt: skip
-        if self.config_file is not None:
-            args += ["--config", str(self.config_file)]
+        args += ["--config", str(self.config_file)]
         for path in self.resources_paths:
             args += ["--resources-path", str(path)]
         if self.placement:
@@ -119,8 +116,39 @@ class App:
         return {**env, **self.env}
 
 
+def dapr_home() -> Path:
+    runtime_path = os.environ.get("DAPR_RUNTIME_PATH")
+    return (Path(runtime_path) if runtime_path else Path.home()) / ".dapr"
+
+
+def resources_paths(
+    app: dict[str, Any], common: dict[str, Any], base: Path, directory: Path
+) -> list[Path]:
+    """The CLI's precedence (pkg/runfileconfig): the app's own paths, its .dapr/resources folder,
+    the common section's, then the default components folder."""
+    if app.get("resourcesPaths"):
+        return [directory / path for path in app["resourcesPaths"]]
+    if (directory / ".dapr" / "resources").is_dir():
+        return [directory / ".dapr" / "resources"]
+    if common.get("resourcesPaths"):
+        return [base / path for path in common["resourcesPaths"]]
+    return [dapr_home() / "components"]
+
+
+def config_file(app: dict[str, Any], common: dict[str, Any], base: Path, directory: Path) -> Path:
+    """Likewise: the app's file, its .dapr/config.yaml, the common section's, the default one."""
+    if app.get("configFilePath"):
+        return directory / app["configFilePath"]
+    if (directory / ".dapr" / "config.yaml").is_file():
+        return directory / ".dapr" / "config.yaml"
+    if common.get("configFilePath"):
+        return base / common["configFilePath"]
+    return dapr_home() / "config.yaml"
+
+
 def load_apps(run_file: Path) -> list[App]:
     spec = yaml.safe_load(run_file.read_text()) or {}
+    base = run_file.parent
     common = spec.get("common") or {}
     apps = []
     for raw in spec.get("apps") or []:
@@ -130,8 +158,9 @@ def load_apps(run_file: Path) -> list[App]:
             raise RunFileError(f"{run_file}: run_file.py does not handle {sorted(unknown)}")
         if "appID" not in merged or "appDirPath" not in merged:
             raise RunFileError(f"{run_file}: every app needs appID and appDirPath")
-        directory = (run_file.parent / merged["appDirPath"]).resolve()
-        config = merged.get("configFilePath")
+        directory = (base / merged["appDirPath"]).resolve()
+        # Env maps merge key by key, the app's value winning (the CLI's mergeCommonAndAppsEnv).
+        env = {**(common.get("env") or {}), **(raw.get("env") or {})}
         apps.append(
             App(
                 app_id=merged["appID"],
@@ -142,13 +171,13 @@ def load_apps(run_file: Path) -> list[App]:
                 grpc_port=int(merged.get("daprGRPCPort") or 0) or free_port(),
                 metrics_port=int(merged.get("metricsPort") or 0) or free_port(),
                 internal_grpc_port=int(merged.get("daprInternalGRPCPort") or 0) or free_port(),
-                resources_paths=[directory / p for p in merged.get("resourcesPaths") or []],
-                config_file=directory / config if config else None,
+                resources_paths=resources_paths(raw, common, base, directory),
+                config_file=config_file(raw, common, base, directory),
                 app_protocol=merged.get("appProtocol") or "http",
                 log_level=merged.get("logLevel") or "info",
                 placement=merged.get("placementHostAddress", PLACEMENT_ADDRESS) or "",
                 scheduler=merged.get("schedulerHostAddress", SCHEDULER_ADDRESS) or "",
-                env={key: str(value) for key, value in (merged.get("env") or {}).items()},
+                env={key: str(value) for key, value in env.items()},
             )
         )
     if not apps:
