@@ -1,3 +1,8 @@
+// The build module of `make dapr` (tools/dapr/build.sh): daprd, placement and scheduler of the
+// Dapr release in the github.com/dapr/dapr requirement below, v1.18.2, the newest release whose
+// every module the Go module proxy serves (v1.18.3 needs github.com/dapr/durabletask-go v0.12.4,
+// which it refuses). To change it: `go get github.com/dapr/dapr@vX`, copy that release's replace
+// lines below, `go mod tidy`.
 module github.com/dapr-orders/tools/dapr
 
 go 1.26.6
