@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PORT   ?= 8000
 
-.PHONY: run test setup install install-dev migrate lint bench clean browser
+.PHONY: run test setup install install-dev migrate lint bench clean browser \
+        dapr dapr-services dapr-stop dapr-run dapr-smoke
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +63,30 @@ lint: install-dev
 bench: install-dev
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	$(PY) -m bench
+
+# Real Dapr (docs/dapr.md): daprd, placement and scheduler built from Go modules into ~/.dapr,
+# laid out as `dapr init --slim` lays them out; a second run with those in place takes a second.
+dapr:
+	bash tools/dapr/build.sh
+
+# Redis, placement and scheduler, which a slim install does not start (var/dapr/ holds their data).
+dapr-services: dapr
+	bash tools/dapr/services.sh start
+
+dapr-stop:
+	bash tools/dapr/services.sh stop
+
+# `dapr run -f .` with the Dapr CLI when there is one; tools/dapr/run_file.py runs dapr.yaml the
+# same way when there is none (the Go module proxy does not serve the CLI's source).
+dapr-run: setup dapr-services
+	@cli="$${DAPR_RUNTIME_PATH:-$$HOME}/.dapr/bin/dapr"; \
+	if [ ! -x "$$cli" ]; then cli=$$(command -v dapr || true); fi; \
+	if [ -n "$$cli" ]; then echo "$$cli run -f ."; exec "$$cli" run -f .; fi; \
+	echo "no Dapr CLI: tools/dapr/run_file.py runs dapr.yaml"; exec $(PY) tools/dapr/run_file.py .
+
+# One small order completes, one large order is approved in the admin and completes, on daprd.
+dapr-smoke: install dapr
+	$(PY) tools/dapr/smoke.py
 
 clean:
 	rm -rf $(VENV) var

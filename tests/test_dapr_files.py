@@ -1,6 +1,6 @@
 """The files that run the app on real Dapr, checked against the schemas of the tools that read them.
 
-daprd and the Dapr CLI are not available here, and both ignore unknown keys silently (the CLI
+daprd and the Dapr CLI both ignore unknown keys silently (the CLI
 decodes dapr.yaml with yaml.v2, daprd's loader and the Kubernetes API prune Component fields),
 so a misspelt key would only show up as a sidecar that quietly does the wrong thing. These tests
 parse dapr.yaml, components/, config/ and deploy/ and validate them:
