@@ -19,13 +19,14 @@ class NotFound(SidecarError):
 
 class InstanceNotFound(SidecarError):
     """daprd reports an unknown instance for raise/terminate/purge as a plain error (UNKNOWN)
-    whose text the SDK looks for: 'no such instance exists'."""
+    whose text the SDK looks for: 'no such instance exists', word for word as daprd 1.18
+    words it (without the instance id; tests/realdapr compares the two)."""
 
     code = "UNKNOWN"
 
     def __init__(self, instance_id: str, prefix: str = "") -> None:
         self.instance_id = instance_id
-        super().__init__(f"{prefix}no such instance exists: {instance_id!r}")
+        super().__init__(f"{prefix}no such instance exists")
 
 
 class AlreadyExists(SidecarError):

@@ -54,7 +54,7 @@ class EngineState:
         """Load every active instance and its pending work from the database (start-up)."""
         found = self.store.read(sql.load_active)
         for inst in found.instances.values():
-            inst.action_ids = orch.scheduled_ids(inst.history)
+            inst.patches = orch.recorded_patches(inst.history)
         self.instances.update(found.instances)
         self._next_inbox_id = found.next_inbox_id
         for fire_ns, iid, execution_id, timer_id in found.timers:

@@ -49,7 +49,8 @@ class TurnCompletion:
             inst.name,
             inst.history,
             inst.suspended,
-            inst.action_ids,
+            inst.patches,
+            inst.version,
         )
         now = now_ns()
         outcome = orch.apply_turn(
@@ -75,7 +76,8 @@ class TurnCompletion:
         status_before = inst.status
         first_seq = len(inst.history)
         inst.history.extend(outcome.events)
-        inst.action_ids |= orch.scheduled_ids(outcome.events)
+        if outcome.version is not None:
+            orch.merge_patches(inst.patches, outcome.version.patches)
         inst.inbox = inst.inbox[len(consumed) :]
         inst.updated_ns = now
         inst.custom_status = outcome.custom_status
@@ -212,7 +214,8 @@ class TurnCompletion:
             inst.name,
             inst.history,
             inst.suspended,
-            inst.action_ids,
+            inst.patches,
+            inst.version,
         )
         execution_id, first = generations.continue_as_new_events(view, inst.parent, done, now)
         remaining = inst.inbox[len(consumed) :]
@@ -220,7 +223,7 @@ class TurnCompletion:
         statements = sql.delete_generation(iid)
         inst.execution_id = execution_id
         inst.history = []
-        inst.action_ids = set()
+        inst.patches = []
         inst.inbox = []
         inst.activities.clear()
         self.state.timers.forget(inst)
