@@ -33,6 +33,19 @@ class AlreadyExists(SidecarError):
     code = "ALREADY_EXISTS"
 
 
+class ActiveInstanceExists(AlreadyExists):
+    """A start over an instance that is still active. ``detail`` is the engine's reason; the
+    message wraps it as daprd's workflow protocol does (its actor call's error), and daprd's
+    runtime API wraps ``detail`` its own way (sidecar/dapr/workflow_management.py)."""
+
+    def __init__(self, instance_id: str) -> None:
+        self.detail = f"an active workflow with ID '{instance_id}' already exists"
+        super().__init__(
+            f"failed to create workflow instance: rpc error: code = AlreadyExists desc = "
+            f"{self.detail}"
+        )
+
+
 class FailedPrecondition(SidecarError):
     code = "FAILED_PRECONDITION"
 

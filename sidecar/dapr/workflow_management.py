@@ -28,7 +28,7 @@ from dapr.proto import api_v1
 
 from sidecar.engine import status
 from sidecar.engine.interface import WorkflowEngine
-from sidecar.errors import InstanceNotFound, NotFound, SidecarError
+from sidecar.errors import ActiveInstanceExists, InstanceNotFound, NotFound, SidecarError
 
 MAX_INSTANCE_ID_BYTES = 64
 START_TIME_OPTION = "dapr.workflow.start_time"
@@ -143,9 +143,14 @@ async def workflow_start(
             wait_for_start=False,
         )
     except SidecarError as exc:
+        reason = str(exc)
+        if isinstance(exc, ActiveInstanceExists):  # daprd's runtime API words it so
+            reason = (
+                f"failed to start workflow: rpc error: code = AlreadyExists desc = {exc.detail}"
+            )
         raise _internal(
             "ERR_START_WORKFLOW",
-            f"error starting workflow '{name}': unable to start workflow: {exc}",
+            f"error starting workflow '{name}': unable to start workflow: {reason}",
         ) from exc
     return started
 
@@ -207,7 +212,8 @@ async def workflow_raise_event(
         raise _internal(
             "ERR_RAISE_EVENT_WORKFLOW",
             f"error raising event on workflow '{instance_id}':"
-            f" failed to raise event {event_name} on workflow {instance_id}: {exc}",
+            f" failed to raise event {event_name} on workflow {instance_id}:"
+            f" failed to raise event: {exc}",
         ) from exc
 
 
@@ -218,7 +224,8 @@ async def workflow_pause(engine: WorkflowEngine, *, instance_id: str) -> None:
     except SidecarError as exc:
         raise _internal(
             "ERR_PAUSE_WORKFLOW",
-            f"error pausing workflow {instance_id}: failed to pause workflow {instance_id}: {exc}",
+            f"error pausing workflow {instance_id}: failed to pause workflow {instance_id}:"
+            f" failed to suspend workflow: {exc}",
         ) from exc
 
 
@@ -230,7 +237,7 @@ async def workflow_resume(engine: WorkflowEngine, *, instance_id: str) -> None:
         raise _internal(
             "ERR_RESUME_WORKFLOW",
             f"error resuming workflow {instance_id}:"
-            f" failed to resume workflow {instance_id}: {exc}",
+            f" failed to resume workflow {instance_id}: failed to resume workflow: {exc}",
         ) from exc
 
 

@@ -21,6 +21,7 @@ from sidecar.engine.status import PENDING, RUNNING, STALLED, SUSPENDED
 from sidecar.engine.timers import SCHEDULED_START
 from sidecar.engine.turns import TurnCompletion
 from sidecar.errors import (
+    ActiveInstanceExists,
     AlreadyExists,
     InstanceNotFound,
     InvalidArgument,
@@ -54,11 +55,7 @@ class ClientCommands:
             raise InvalidArgument("a workflow name is required")
         existing = self.state.instances.get(instance_id)
         if existing is not None and not existing.done:
-            # daprd's words, with the actor call's error it wraps (as tests/realdapr sees).
-            raise AlreadyExists(
-                "failed to create workflow instance: rpc error: code = AlreadyExists desc = "
-                f"an active workflow with ID '{instance_id}' already exists"
-            )
+            raise ActiveInstanceExists(instance_id)
         now = now_ns()
         execution_id = orch.new_execution_id()
         started = pb.ExecutionStartedEvent(

@@ -157,10 +157,13 @@ class Program:
         timerCreated of an event wait, so an event raised next arrives in a turn of its own
         on both engines (raised earlier, it may share the previous turn on one of them)."""
         return self.wait_for(
-            lambda: sum(
-                e.event_type.value == kind for e in self.client.get_workflow_history(instance_id)
+            lambda: (
+                sum(
+                    e.event_type.value == kind
+                    for e in self.client.get_workflow_history(instance_id)
+                )
+                >= count
             )
-            >= count
         )
 
     def stalls(self, instance_id: str) -> list[dict[str, Any]]:
@@ -239,6 +242,12 @@ def normalise(observation: Any) -> Any:
     text = _UUID.sub(rename, text)
     text = _TIMESTAMP.sub("<time>", text)
     return json.loads(text)
+
+
+def without(text: str, observation: dict[str, Any]) -> dict[str, Any]:
+    """``observation`` with every occurrence of ``text`` (an app id) replaced by <app id>."""
+    dumped = json.dumps(observation, default=str)
+    return dict(json.loads(dumped.replace(json.dumps(text)[1:-1], "<app id>")))
 
 
 # -- scenarios and their outcomes -----------------------------------------------------------------
