@@ -174,23 +174,23 @@ class TurnCompletion:
         return statements
 
     async def _commit_stall(self, inst: Instance, stall: pb.ExecutionStalledEvent) -> None:
-        """The worker cannot run this instance (e.g. its version is not registered): record
-        the stall in history and stop dispatching it until the sidecar restarts, as daprd does.
-        The events the turn carried stay in the inbox for that next attempt."""
+        """The worker cannot run this instance (its version is not registered, a recorded patch
+        is gone): record the stall in history and stop dispatching it until a worker connects
+        or the sidecar restarts, as daprd does. The events the turn carried stay in the inbox
+        for that next attempt."""
         log.warning("workflow %s stalled: %s", inst.instance_id, stall.description)
         now = now_ns()
-        event = orch.new_event(now, executionStalled=stall)
-        seq = len(inst.history)
-        inst.history.append(event)
+        statements: list[sql.Statement] = []
+        last = inst.history[-1] if inst.history else None
+        if last is None or last.executionStalled != stall:  # daprd records a stall once
+            event = orch.new_event(now, executionStalled=stall)
+            statements.append(sql.insert_history(inst.instance_id, len(inst.history), [event]))
+            inst.history.append(event)
         inst.stalled = stall
         inst.status = STALLED
         inst.updated_ns = now
-        await self.state.write(
-            [
-                sql.insert_history(inst.instance_id, seq, [event]),
-                sql.update_after_turn(inst),
-            ]
-        )
+        statements.append(sql.update_after_turn(inst))
+        await self.state.write(statements)
         self.state.notify(inst.instance_id)
         # A termination that arrived during the stalled turn must not wait for a restart.
         for _, pending in inst.inbox:

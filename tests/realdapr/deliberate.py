@@ -150,4 +150,32 @@ DELIBERATE: dict[str, Deliberate] = {
             }},
         },
     ),
+    "sdk example history_propagation.py": Deliberate(
+        reason=(
+            "history propagation (a child workflow or activity reading its parent's history, "
+            "daprd 1.18) is not served by the sidecar: the propagation field is dropped and "
+            "get_propagated_history() returns None, the SDK's documented behaviour on a sidecar "
+            "without it (README: what the sidecar does not do)"
+        ),
+        daprd={"stdout": [
+            "*** audit activity result: logged",
+            "*** child workflow result: paid",
+            "*** child workflow result: paid",
+            "*** log_summary saw parent on app <app id> with validate_merchant -> completed=True output={\"merchant_id\": \"merchant-42\", \"valid\": true}",
+            "*** process_payment received parent context for merchant 'merchant-42'",
+            "*** validating merchant merchant-42",
+            "*** workflow completed: status=COMPLETED output={\"child\": \"paid\", \"audit\": \"logged\"}",
+            "<exit 0>",
+        ]},
+        sidecar={"stdout": [
+            "*** audit activity result: no-history",
+            "*** child workflow result: no-history",
+            "*** child workflow result: no-history",
+            "*** log_summary: no propagated history (sidecar may not support it)",
+            "*** process_payment: no propagated history",
+            "*** validating merchant merchant-42",
+            "*** workflow completed: status=COMPLETED output={\"child\": \"no-history\", \"audit\": \"no-history\"}",
+            "<exit 0>",
+        ]},
+    ),
 }  # fmt: skip

@@ -13,10 +13,12 @@ value for the keys that differ, so a kept difference cannot drift.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -96,7 +98,20 @@ class Program:
         register(runtime)
         runtime.start()
         self._runtime = runtime
+        self.wait_for(self._worker_ready, timeout=30)
         return runtime
+
+    def _worker_ready(self) -> bool:
+        """The engine has the worker: daprd registers the workflow actor types only once the
+        worker's stream is open, and refuses calls on those actors until then ("actor type
+        ... not registered"), which a call right after a worker restart would otherwise hit."""
+        with urllib.request.urlopen(f"{self.engine.http_base}/v1.0/metadata", timeout=5) as r:
+            metadata = json.loads(r.read())
+        if metadata.get("workflows", {}).get("connectedWorkers", 0) < 1:
+            return False
+        if self.kind == "sidecar":
+            return True
+        return any(a["type"].endswith(".workflow") for a in metadata.get("actors", []))
 
     def stop_worker(self) -> None:
         runtime, self._runtime = self._runtime, None
@@ -322,11 +337,21 @@ def compare(
                         f"  pinned: {json.dumps(expected)}\n  seen:   {json.dumps(seen)}"
                     )
         elif on_daprd != on_sidecar:
-            result.problems.append(
-                f"{key!r} differs:\n  daprd:   {json.dumps(on_daprd)}\n"
-                f"  sidecar: {json.dumps(on_sidecar)}"
-            )
+            result.problems.append(f"{key!r} differs:\n" + _difference(on_daprd, on_sidecar))
     return result
+
+
+def _difference(on_daprd: Any, on_sidecar: Any) -> str:
+    if isinstance(on_daprd, list) and isinstance(on_sidecar, list) and len(on_daprd) > 8:
+        lines = difflib.unified_diff(
+            [json.dumps(x) for x in on_daprd],
+            [json.dumps(x) for x in on_sidecar],
+            "daprd",
+            "sidecar",
+            lineterm="",
+        )
+        return "\n".join(f"  {line}" for line in lines)
+    return f"  daprd:   {json.dumps(on_daprd)}\n  sidecar: {json.dumps(on_sidecar)}"
 
 
 def run_both(

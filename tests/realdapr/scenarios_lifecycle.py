@@ -4,6 +4,7 @@ instance-ID reuse, scheduled start, and what a new worker receives after the old
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -192,22 +193,28 @@ def instance_id_reuse(p: Program) -> dict[str, Any]:
 
 @scenario("scheduled start")
 def scheduled_start(p: Program) -> dict[str, Any]:
+    start_at = datetime.now(UTC) + timedelta(seconds=3)
+
     def register(rt: WorkflowRuntime) -> None:
         @rt.workflow(name="later")
         def later(ctx, _):
-            p.record("ran")
-            return "started late"
+            started = ctx.current_utc_datetime.replace(tzinfo=UTC)
+            return {"on time": started >= start_at - timedelta(milliseconds=50)}
             yield  # a generator: the SDK runs it as a workflow
 
     p.worker(register)
-    start_at = datetime.now(UTC) + timedelta(seconds=2)
     iid = p.client.schedule_new_workflow(
         "later", input={"due": "soon"}, instance_id="later-1", start_at=start_at
     )
-    before = p.state(iid)
-    ran_early = list(p.log)
-    final = p.wait(iid)
-    return {"before": before, "ran early": ran_early, "final": final, "log": p.log}
+    # daprd may answer a read that races its own first save with an UNKNOWN error ("inbox key
+    # ... missing from state store (transient ...)"): read again, as a program would.
+    before: dict[str, Any] = {}
+    for _ in range(5):
+        before = p.state(iid)
+        if "error" not in before:
+            break
+        time.sleep(0.1)
+    return {"before": before, "final": p.wait(iid)}
 
 
 @scenario("worker restart")

@@ -21,6 +21,7 @@ from .conftest import StartDaprd
 from .deliberate import DELIBERATE
 from .differential import OUTCOMES, SCENARIOS, Outcome, compare, daprd_engine, run_both, without
 from .differential import sidecar_engine as start_sidecar
+from .sdk_examples import EXAMPLES
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -40,4 +41,5 @@ def test_scenario(name: str, start_daprd: StartDaprd, tmp_path: Path) -> None:
 
 
 def test_every_deliberate_difference_names_a_scenario() -> None:
-    assert set(DELIBERATE) <= set(SCENARIOS)
+    examples = {f"sdk example {e.file}" for e in EXAMPLES}
+    assert set(DELIBERATE) <= set(SCENARIOS) | examples
