@@ -29,6 +29,12 @@ _STORE = (
     "refuses it, as Dapr documents first-write (and as its PostgreSQL store does)"
 )
 
+_RESUME_FAILED = {
+    "status": "FAILED",
+    "output": None,
+    "type": "WorkflowStateError",
+    "message": "Don't know how to handle event of type 'executionResumed'",
+}
 _PENDING = {"custom_status": None, "failure": None, "output": None, "status": "PENDING"}
 
 DELIBERATE: dict[str, Deliberate] = {
@@ -70,6 +76,21 @@ DELIBERATE: dict[str, Deliberate] = {
                 [-1, "workflowStarted"], [-1, "eventRaised"], [3, "taskScheduled"],
                 [-1, "workflowStarted"], [-1, "taskCompleted"], [4, "executionCompleted"],
             ],
+        },
+    ),
+    "resume_of_a_running_instance": Deliberate(
+        reason=(
+            "resuming an instance that is not suspended: daprd delivers executionResumed and "
+            "the SDK's worker fails the workflow on it (WorkflowStateError); the sidecar sends "
+            "nothing and the workflow runs on (README: what it does not do)"
+        ),
+        daprd={
+            "after resume": _RESUME_FAILED,
+            "final": _RESUME_FAILED,
+        },
+        sidecar={
+            "after resume": {"output": None, "status": "RUNNING"},
+            "final": {"output": '"later"', "status": "COMPLETED"},
         },
     ),
     "runtime_grpc_workflow_api": Deliberate(

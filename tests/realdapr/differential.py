@@ -57,10 +57,15 @@ class Engine:
 
 
 @contextmanager
-def sidecar_engine(directory: Path) -> Iterator[Engine]:
+def sidecar_engine(directory: Path, api_token: str | None = None) -> Iterator[Engine]:
     """The embedded sidecar in-process, durable SQLite file, gRPC and HTTP on free ports."""
     directory.mkdir(parents=True, exist_ok=True)
-    sidecar = Sidecar(db_path=str(directory / "workflows.db"), grpc_port=0, http_port=free_port())
+    sidecar = Sidecar(
+        db_path=str(directory / "workflows.db"),
+        grpc_port=0,
+        http_port=free_port(),
+        api_token=api_token or "",
+    )
     sidecar.start()
     try:
         assert sidecar.http_port is not None
@@ -275,16 +280,17 @@ class Registered:
     name: str
     run: Scenario
     feature: str
+    api_token: str | None  # both engines then require it (DAPR_API_TOKEN)
 
 
 SCENARIOS: dict[str, Registered] = {}
 
 
-def scenario(feature: str) -> Callable[[Scenario], Scenario]:
+def scenario(feature: str, *, api_token: str | None = None) -> Callable[[Scenario], Scenario]:
     def register(fn: Scenario) -> Scenario:
         name = fn.__name__
         assert name not in SCENARIOS, name
-        SCENARIOS[name] = Registered(name, fn, feature)
+        SCENARIOS[name] = Registered(name, fn, feature, api_token)
         return fn
 
     return register

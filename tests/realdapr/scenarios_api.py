@@ -27,23 +27,26 @@ def _workflows(rt: WorkflowRuntime) -> None:
         return {"order": order, "approval": approval}
 
 
+def _error_info(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    for key, value in exc.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == "grpc-status-details-bin":
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return info
+    return None
+
+
 def _grpc(stub: Any, method: str, request: Any) -> Any:
     """A runtime API call as a program sees it: the answer, or code, message and reason."""
     try:
         return getattr(stub, method)(request, timeout=30)
     except grpc.RpcError as exc:
-        reason = None
-        for key, value in exc.trailing_metadata() or ():  # type: ignore[attr-defined]
-            if key == "grpc-status-details-bin":
-                status = status_pb2.Status.FromString(value)
-                for detail in status.details:
-                    info = error_details_pb2.ErrorInfo()
-                    if detail.Unpack(info):
-                        reason = info.reason
+        info = _error_info(exc)
         return {
             "code": exc.code().name,  # type: ignore[attr-defined]
             "details": exc.details(),  # type: ignore[attr-defined]
-            "reason": reason,
+            "reason": None if info is None else info.reason,
         }
 
 
@@ -288,3 +291,47 @@ def state_api_http(p: Program) -> dict[str, Any]:
     for entry in seen["bulk"]["body"] or []:
         entry["etag"] = "etag" in entry
     return seen
+
+
+@scenario("API token", api_token="conformance-token")
+def api_token_required(p: Program) -> dict[str, Any]:
+    """With DAPR_API_TOKEN set, every call needs it, except the two health checks."""
+    token = {"dapr-api-token": "conformance-token"}
+    wrong = {"dapr-api-token": "not-the-token"}
+    channel = grpc.insecure_channel(p.engine.grpc_address)
+    hello = channel.unary_unary("/TaskHubSidecarService/Hello")
+    stub = dapr_pb2_grpc.DaprStub(channel)
+    state = api_v1.GetStateRequest(store_name="statestore", key="k")
+
+    def refused(call: Any) -> Any:
+        try:
+            return call()
+        except grpc.RpcError as exc:
+            info = _error_info(exc)
+            return {
+                "code": exc.code().name,  # type: ignore[attr-defined]
+                "details": exc.details(),  # type: ignore[attr-defined]
+                "error info": None if info is None else [info.reason, dict(info.metadata)],
+            }
+
+    return {
+        "http without": _http(p, "GET", "/v1.0/state/statestore/k"),
+        "http wrong": _http(p, "GET", "/v1.0/state/statestore/k", **wrong),
+        "http with": _http(p, "GET", "/v1.0/state/statestore/k", **token),
+        "healthz without": _http(p, "GET", "/v1.0/healthz"),
+        "outbound healthz without": _http(p, "GET", "/v1.0/healthz/outbound"),
+        "workflow protocol without": refused(lambda: hello(b"", timeout=10)),
+        "workflow protocol wrong": refused(
+            lambda: hello(b"", timeout=10, metadata=tuple(wrong.items()))
+        ),
+        "workflow protocol with": refused(
+            lambda: hello(b"", timeout=10, metadata=tuple(token.items()))
+        ),
+        "runtime api without": refused(lambda: stub.GetState(state, timeout=10)),
+        "runtime api wrong": refused(
+            lambda: stub.GetState(state, timeout=10, metadata=tuple(wrong.items()))
+        ),
+        "runtime api with": str(
+            stub.GetState(state, timeout=10, metadata=tuple(token.items())).data
+        ),
+    }

@@ -102,6 +102,28 @@ def suspend_resume(p: Program) -> dict[str, Any]:
     }
 
 
+@scenario("suspend/resume")
+def resume_of_a_running_instance(p: Program) -> dict[str, Any]:
+    """Resume sent to an instance that is not suspended (README: the sidecar ignores it)."""
+    p.worker(_waiter)
+    iid = p.client.schedule_new_workflow("waiter", instance_id="not-paused")
+    p.wait_for_history(iid, "timerCreated")
+    resumed = attempt(lambda: p.client.resume_workflow(iid))
+    p.wait_for(lambda: False, timeout=1.5)  # time for a turn, if the engine sends one
+    after = p.state(iid)
+    if after.get("status") == "RUNNING":
+        p.client.raise_workflow_event(iid, "go", data="later")
+    final = p.wait(iid, timeout=15)
+
+    def outcome(view: dict[str, Any]) -> dict[str, Any]:  # the stack trace names file paths
+        failure = view.get("failure") or {}
+        return {"status": view.get("status"), "output": view.get("output"), **{
+            k: failure.get(k) for k in ("type", "message") if failure
+        }}  # fmt: skip
+
+    return {"resume": resumed, "after resume": outcome(after), "final": outcome(final)}
+
+
 @scenario("terminate")
 def terminate(p: Program) -> dict[str, Any]:
     def register(rt: WorkflowRuntime) -> None:

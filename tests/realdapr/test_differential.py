@@ -29,8 +29,8 @@ def test_scenario(name: str, start_daprd: StartDaprd, tmp_path: Path) -> None:
     registered = SCENARIOS[name]
     deliberate = DELIBERATE.get(name)
     started = time.monotonic()
-    with start_sidecar(tmp_path / "sidecar") as sidecar:
-        daprd = start_daprd()
+    with start_sidecar(tmp_path / "sidecar", registered.api_token) as sidecar:
+        daprd = start_daprd(api_token=registered.api_token)
         on_daprd, on_sidecar = run_both(registered.run, daprd_engine(daprd), sidecar)
     # daprd names its app id in some messages (Redis keys, ErrorInfo metadata); it is ours.
     result = compare(without(daprd.app_id, on_daprd), on_sidecar, deliberate)
