@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .differential import OUTCOMES
+from .comparison import OUTCOMES
 from .processes import ControlPlane, Daprd, dapr_bin_dir
 
 HERE = Path(__file__).parent

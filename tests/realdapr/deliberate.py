@@ -5,7 +5,7 @@ value that changes on either engine fails the scenario, so a kept difference can
 
 from __future__ import annotations
 
-from .differential import Deliberate
+from .comparison import Deliberate
 
 _NOT_FOUND = "unable to find workflow with the provided instance ID: {}"
 # daprd 1.18.2 formats this message with one argument too many, so Go appends its own error

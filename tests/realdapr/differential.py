@@ -8,21 +8,19 @@ and a log the workflow code appends to (activities run, events seen). Whatever i
 observation: statuses, outputs, custom statuses, failure details, the gRPC codes and messages of
 client calls, the order in the log. Both observations, normalised (``normalise``), must be
 equal, or the scenario is listed in ``DELIBERATE`` with its reason and each engine's pinned
-value for the keys that differ, so a kept difference cannot drift.
+value for the keys that differ, so a kept difference cannot drift (``comparison.py``).
 """
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,13 +147,22 @@ class Program:
         return view(state)
 
     def state(self, instance_id: str) -> dict[str, Any]:
-        return attempt(lambda: view(self.client.get_workflow_state(instance_id)))
+        for _ in range(TRANSIENT_RETRIES):
+            seen = attempt(lambda: view(self.client.get_workflow_state(instance_id)))
+            if not _transient(seen.get("details")):
+                break
+            time.sleep(0.1)
+        return seen  # type: ignore[no-any-return]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if predicate():
-                return True
+            try:
+                if predicate():
+                    return True
+            except grpc.RpcError as exc:
+                if not _transient(exc.details()):  # type: ignore[attr-defined]
+                    raise
             time.sleep(0.05)
         return predicate()
 
@@ -208,6 +215,17 @@ class Program:
         return [e.event_type.value for e in events if e.event_type.value != "workflowStarted"]
 
 
+# daprd 1.18.2 can answer a read that races its own save of the instance (Redis, which it warns
+# is no transactional actor store) with UNKNOWN "... declared in metadata ... but missing from
+# state store (transient store read failure or partial save?)". A program reads again; so do
+# the suite's reads, rather than compare daprd's race.
+TRANSIENT_RETRIES = 5
+
+
+def _transient(details: object) -> bool:
+    return isinstance(details, str) and "transient store read failure" in details
+
+
 def view(state: WorkflowState | None) -> dict[str, Any]:
     """What a program reads from a workflow state, timestamps left out."""
     if state is None:
@@ -243,33 +261,6 @@ def attempt(call: Callable[[], Any]) -> Any:
         return {"error": type(exc).__name__, "details": str(exc)}
 
 
-# -- normalising ----------------------------------------------------------------------------------
-
-_UUID = re.compile(r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b")
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?")
-
-
-def normalise(observation: Any) -> Any:
-    """Instance ids the program did not choose (UUIDs) become <id1>, <id2>, ... in order of
-    first appearance, timestamps <time>; everything else is compared as it is."""
-    text = json.dumps(observation, sort_keys=True, default=str)
-    ids: dict[str, str] = {}
-
-    def rename(match: re.Match[str]) -> str:
-        key = match.group(0).replace("-", "")
-        return ids.setdefault(key, f"<id{len(ids) + 1}>")
-
-    text = _UUID.sub(rename, text)
-    text = _TIMESTAMP.sub("<time>", text)
-    return json.loads(text)
-
-
-def without(text: str, observation: dict[str, Any]) -> dict[str, Any]:
-    """``observation`` with every occurrence of ``text`` (an app id) replaced by <app id>."""
-    dumped = json.dumps(observation, default=str)
-    return dict(json.loads(dumped.replace(json.dumps(text)[1:-1], "<app id>")))
-
-
 # -- scenarios and their outcomes -----------------------------------------------------------------
 
 Scenario = Callable[[Program], dict[str, Any]]
@@ -294,70 +285,6 @@ def scenario(feature: str, *, api_token: str | None = None) -> Callable[[Scenari
         return fn
 
     return register
-
-
-@dataclass
-class Deliberate:
-    """A difference kept on purpose: each engine's pinned value of the keys that differ."""
-
-    reason: str
-    daprd: dict[str, Any]
-    sidecar: dict[str, Any]
-
-
-@dataclass
-class Outcome:
-    name: str
-    verdict: str  # "equal" or "deliberate difference: <reason>"
-    seconds: float
-
-
-OUTCOMES: list[Outcome] = []
-
-
-@dataclass
-class Comparison:
-    daprd: dict[str, Any]
-    sidecar: dict[str, Any]
-    problems: list[str] = field(default_factory=list)
-
-
-def compare(
-    daprd: dict[str, Any], sidecar: dict[str, Any], deliberate: Deliberate | None
-) -> Comparison:
-    """Normalise both observations and list every way they disagree with the expectation:
-    equal, or different exactly as ``deliberate`` pins it."""
-    result = Comparison(normalise(daprd), normalise(sidecar))
-    pinned = set(deliberate.daprd) | set(deliberate.sidecar) if deliberate else set()
-    for key in sorted(set(result.daprd) | set(result.sidecar)):
-        on_daprd, on_sidecar = result.daprd.get(key), result.sidecar.get(key)
-        if key in pinned:
-            assert deliberate is not None
-            for engine, seen, expected in (
-                ("daprd", on_daprd, deliberate.daprd.get(key)),
-                ("sidecar", on_sidecar, deliberate.sidecar.get(key)),
-            ):
-                if seen != expected:
-                    result.problems.append(
-                        f"{key!r} on {engine} drifted from its pinned value:\n"
-                        f"  pinned: {json.dumps(expected)}\n  seen:   {json.dumps(seen)}"
-                    )
-        elif on_daprd != on_sidecar:
-            result.problems.append(f"{key!r} differs:\n" + _difference(on_daprd, on_sidecar))
-    return result
-
-
-def _difference(on_daprd: Any, on_sidecar: Any) -> str:
-    if isinstance(on_daprd, list) and isinstance(on_sidecar, list) and len(on_daprd) > 8:
-        lines = difflib.unified_diff(
-            [json.dumps(x) for x in on_daprd],
-            [json.dumps(x) for x in on_sidecar],
-            "daprd",
-            "sidecar",
-            lineterm="",
-        )
-        return "\n".join(f"  {line}" for line in lines)
-    return f"  daprd:   {json.dumps(on_daprd)}\n  sidecar: {json.dumps(on_sidecar)}"
 
 
 def run_both(

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .differential import normalise
+from .comparison import normalise
 
 # The SDK commit the examples were read at when this suite was written (after 1.19.0: the
 # examples of the SDK this project installs, `dapr` 1.19).

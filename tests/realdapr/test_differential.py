@@ -17,9 +17,10 @@ from . import (  # noqa: F401 - each module registers its scenarios
     scenarios_tasks,
     scenarios_versions,
 )
+from .comparison import OUTCOMES, Outcome, compare, without
 from .conftest import StartDaprd
 from .deliberate import DELIBERATE
-from .differential import OUTCOMES, SCENARIOS, Outcome, compare, daprd_engine, run_both, without
+from .differential import SCENARIOS, daprd_engine, run_both
 from .differential import sidecar_engine as start_sidecar
 from .sdk_examples import EXAMPLES
 

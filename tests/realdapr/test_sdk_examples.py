@@ -15,8 +15,8 @@ import pytest
 
 from sidecar import Sidecar
 
+from .comparison import OUTCOMES, Outcome, compare
 from .deliberate import DELIBERATE
-from .differential import OUTCOMES, Outcome, compare
 from .processes import ControlPlane, Daprd, free_port
 from .sdk_examples import (
     EXAMPLES,
@@ -73,14 +73,24 @@ def example_runs(
             f"is not copied here): set {SOURCE_VARIABLE} to a checkout of dapr/python-sdk"
         )
     root = tmp_path_factory.mktemp("sdk-examples")
-    with ThreadPoolExecutor(6, thread_name_prefix="sdk-example") as pool:
+    with ThreadPoolExecutor(4, thread_name_prefix="sdk-example") as pool:
         futures = {
             e.file: pool.submit(
                 _run_on_both, e, source, root / e.file.removesuffix(".py"), control_plane
             )
             for e in EXAMPLES
         }
-        yield {name: future.result() for name, future in futures.items()}
+        results = {name: future.result() for name, future in futures.items()}
+    # The examples wait with fixed sleeps (simple.py gives its retries 12 s), which a loaded
+    # machine can outrun on either engine: an example whose runs differ runs once more, alone.
+    for example in EXAMPLES:
+        on_daprd, on_sidecar, _ = results[example.file]
+        if f"sdk example {example.file}" not in DELIBERATE and normalise_stdout(
+            example, on_daprd
+        ) != normalise_stdout(example, on_sidecar):
+            again = root / f"{example.file.removesuffix('.py')}-again"
+            results[example.file] = _run_on_both(example, source, again, control_plane)
+    yield results
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.file for e in EXAMPLES])
