@@ -67,8 +67,10 @@ def test_workflow_history_is_the_engines_record_of_the_instance(workflow_engine,
     assert all(t.tzinfo is not None for t in times)
     assert times == sorted(times)
     order.refresh_from_db()
-    assert order.created_at - timedelta(seconds=1) <= times[0] <= order.updated_at + timedelta(
-        seconds=1
+    assert (
+        order.created_at - timedelta(seconds=1)
+        <= times[0]
+        <= order.updated_at + timedelta(seconds=1)
     )
 
 
