@@ -223,19 +223,22 @@ def order_engine_history(*, order_id: str) -> list[EngineStep] | None:
     events = workflow_client.workflow_history(order_id)
     if events is None:
         return None
-    # A completion names no activity; the scheduling event it closes does.
-    scheduled = {event.event_id: event.name for event in events if event.kind == "TASK_SCHEDULED"}
-    start = events[0].at if events else None
+    # A completion names no activity (or child workflow); the event it closes does.
+    scheduled = {event.event_id: event.name for event in events if event.event_id >= 0}
+    shown = [event for event in events if event.kind not in _TURN_MARKERS]
+    # Offsets count from the workflow's start: daprd records the first turn's marker before
+    # executionStarted but stamps it a few milliseconds later.
+    start = next((e.at for e in shown if e.kind == "EXECUTION_STARTED"), None)
+    if start is None and shown:
+        start = shown[0].at
     steps = []
-    for event in events:
-        if event.kind in _TURN_MARKERS:
-            continue
+    for event in shown:
         what = _ENGINE_EVENT_TEXT.get(event.kind, event.kind.replace("_", " ").capitalize())
         if event.kind == "EXECUTION_COMPLETED" and event.failure:
             what = "Workflow failed"
         name = event.name or ""
-        if not name and event.kind in {"TASK_COMPLETED", "TASK_FAILED"}:
-            name = scheduled.get(event.scheduled_id or -1) or ""
+        if not name and event.scheduled_id is not None:
+            name = scheduled.get(event.scheduled_id) or ""
         steps.append(
             EngineStep(
                 at=event.at,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -17,6 +17,7 @@ from orders.models import Order, OrderStatus
 from orders.services.approvals import order_approve
 from orders.services.orders import order_place
 from orders.tests.test_admin import awaiting_order, messages_of
+from orders.workflow_client import HistoryEvent
 
 INDEX = reverse("admin:index")
 CHANGELIST = reverse("admin:orders_order_changelist")
@@ -443,6 +444,39 @@ class TestEngineHistoryOnTheOrderPage:
         assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", row[0]) for row in rows)
         offsets = [float(row[1].strip("+ s")) for row in rows]
         assert offsets == sorted(offsets) and offsets[-1] < 30
+
+    def test_failures_show_their_error_and_offsets_count_from_the_start(
+        self, client, manager, cars, no_engine, monkeypatch
+    ):
+        # daprd's layout: the first turn's marker comes first, stamped after executionStarted.
+        order = awaiting_order(cars)
+        t0 = timezone.now()
+
+        def at(seconds: float) -> datetime:
+            return t0 + timedelta(seconds=seconds)
+
+        def event(seconds, kind, name=None, event_id=-1, scheduled_id=None, failure=None):
+            return HistoryEvent(at(seconds), kind, name, event_id, scheduled_id, failure)
+
+        history = [
+            event(0.009, "WORKFLOW_STARTED"),
+            event(0, "EXECUTION_STARTED", "order_processing_workflow"),
+            event(0.02, "TASK_SCHEDULED", "process_payment_activity", event_id=0),
+            event(200.5, "WORKFLOW_STARTED"),
+            event(200.5, "TASK_FAILED", scheduled_id=0, failure="Payment declined"),
+            event(200.6, "EXECUTION_COMPLETED", event_id=1, failure="Payment declined"),
+        ]
+        monkeypatch.setattr(workflow_client, "workflow_history", lambda instance_id: history)
+        client.force_login(manager)
+        html = client.get(change_url(order)).content.decode()
+        rows = table_rows(html.split('data-testid="engine-history"')[1])
+        assert [row[1:] for row in rows] == [
+            ["+0.000 s", "Workflow started", "order_processing_workflow"],
+            ["+0.020 s", "Activity scheduled", "process_payment_activity"],
+            ["+3 min 20.500 s", "Activity failed", "process_payment_activity Payment declined"],
+            ["+3 min 20.600 s", "Workflow failed", "Payment declined"],
+        ]
+        assert html.count('<tr class="engine-failure">') == 2
 
     def test_engine_away_is_a_note_not_an_error(
         self, client, manager, cars, no_engine, monkeypatch
