@@ -155,7 +155,7 @@ class OrderAdmin(admin.ModelAdmin):
     search_fields = ["id"]
     fieldsets = [
         (None, {"fields": ["id", "item", "quantity", "total", "status", "result"]}),
-        ("Approval", {"fields": ["approval_deadline", "decision_made"]}),
+        ("Approval", {"fields": ["approval_deadline"]}),
         ("Workflow", {"fields": ["scheduled_at", "created_at", "updated_at"]}),
     ]
     readonly_fields = [
@@ -166,7 +166,6 @@ class OrderAdmin(admin.ModelAdmin):
         "status",
         "result",
         "approval_deadline",
-        "decision_made",
         "scheduled_at",
         "created_at",
         "updated_at",
@@ -248,10 +247,6 @@ class OrderAdmin(admin.ModelAdmin):
     def placed(self, order: Order) -> str:
         return _short_time(order.created_at)
 
-    @admin.display(description="Decision")
-    def decision_made(self, order: Order) -> str:
-        return _decision_sentence(order) or "None yet"
-
     # --- the order's page ------------------------------------------------------------------------
 
     def change_view(
@@ -263,7 +258,8 @@ class OrderAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         order = self.get_object(request, unquote(object_id))
         context = dict(extra_context or {})
-        if order is not None and self.has_view_permission(request, order):
+        # Only a page that is shown needs the engine (a POST here is refused: read-only).
+        if request.method == "GET" and order and self.has_view_permission(request, order):
             context.update(self._desk_context(request, order))
         return super().change_view(request, object_id, form_url, context)
 

@@ -251,7 +251,7 @@ class TestOrderPage:
         client.force_login(manager)
         page = text_of(client.get(change_url(order)))
         assert "Total: $15,000.00" in page
-        assert "Decision: None yet" in page
+        assert "Manager's decision Awaiting a decision:" in page
         order_approve(order_id=order.id, user=manager)
         decided_at = timezone.localtime(Order.objects.get(pk=order.id).decided_at)
         page = text_of(client.get(change_url(order)))
@@ -326,7 +326,11 @@ class TestOrderPage:
     ):
         done = with_status(cars, OrderStatus.COMPLETED)
         client.force_login(manager)
-        assert 'class="button approve-button"' not in client.get(change_url(done)).content.decode()
+        page = client.get(change_url(done))
+        assert 'class="button approve-button"' not in page.content.decode()
+        assert section(page, "decision") == (
+            "Manager's decision No decision: this order did not need one."
+        )
         response = client.post(approve_url(done), {"post": "yes"}, follow=True)
         assert response.status_code == 200
         assert messages_of(response) == [
