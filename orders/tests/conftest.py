@@ -89,6 +89,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
         lambda instance_id: calls.append(("terminate", instance_id)),
     )
     monkeypatch.setattr(workflow_client, "workflow_state", lambda instance_id: None)
+    monkeypatch.setattr(workflow_client, "workflow_history", lambda instance_id: None)
     return calls
 
 
