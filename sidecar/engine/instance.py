@@ -56,6 +56,10 @@ class Instance:
     action_ids: set[int] = field(default_factory=set)  # see orchestration.InstanceView
     final_commit: asyncio.Future[Any] | None = None  # the write of its terminal state
     done: bool = False
+    # What engine/payload.py measured last, so that it measures only what was added since:
+    # (execution id, history events, bytes) and (first inbox row id, inbox rows, bytes).
+    measured_history: tuple[str, int, int] | None = None
+    measured_inbox: tuple[int, int, int] | None = None
 
     @property
     def is_terminal(self) -> bool:
