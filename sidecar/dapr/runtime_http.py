@@ -65,7 +65,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _json_response(text: str, status: int = 200) -> web.Response:
     # Bytes, not text: aiohttp would add "; charset=utf-8", daprd sends plain application/json.
-    return web.Response(body=text.encode(), status=status, content_type="application/json")
+    # A message may quote a header, which aiohttp decodes with surrogate escapes for bytes that
+    # are not UTF-8: those go out as "?" rather than fail the answer.
+    body = text.encode("utf-8", errors="replace")
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def error_response(exc: SidecarError) -> web.Response:
@@ -93,7 +96,9 @@ def _token_middleware(token: str) -> Any:
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         exempt = request.method == "GET" and request.path.strip("/") in _TOKEN_EXEMPT
         given = request.headers.get(TOKEN_HEADER, "")
-        if not exempt and not hmac.compare_digest(given.encode(), token.encode()):
+        # surrogateescape: aiohttp decodes header bytes that are not UTF-8 that way.
+        given_bytes = given.encode("utf-8", errors="surrogateescape")
+        if not exempt and not hmac.compare_digest(given_bytes, token.encode()):
             return web.Response(status=401, text="invalid api token\n")
         return await handler(request)
 
