@@ -124,7 +124,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, step: float
 
 
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    """Run a blocking call (StartInstance waits for the first turn) on a daemon thread."""
+    """Run a blocking call (a wait, a terminate) on a daemon thread; its result or error lands
+    in the returned box."""
     box: dict[str, Any] = {}
 
     def run() -> None:
@@ -196,7 +197,8 @@ def schedule_task(action_id: int, name: str, data: str | None = None) -> pb.Work
 
 
 def start_raw(stub: stubs.TaskHubSidecarServiceStub, instance_id: str, name: str = "raw_wf"):
-    """StartInstance blocks until the first turn is committed, so it runs on a thread."""
+    """StartInstance on a thread, as the tests that use it were written when a start waited for
+    the first turn; it now returns once the instance is on disk."""
     return in_thread(
         lambda: stub.StartInstance(
             pb.CreateInstanceRequest(instanceId=instance_id, name=name, input=string_value('"in"')),

@@ -187,3 +187,33 @@ def test_metadata_as_a_whole_stays_within_one_answer(
     assert over_grpc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert status == 200 and _strict_json(raw)["extended"] == {"first": "small"}
     assert dict(answer.extended_metadata) == {"first": "small"}
+
+
+def test_header_bytes_that_are_not_utf8_get_an_answer(http: Http) -> None:
+    """aiohttp hands such bytes on as surrogate escapes; quoting them must not break the answer
+    (the fuzz tests found a bare 500 here)."""
+    assert http("POST", STATE, b'[{"key":"k","value":1}]')[0] == 204
+    conn = HTTPConnection("127.0.0.1", http.port, timeout=WAIT)
+    try:
+        conn.request("DELETE", f"{STATE}/k", headers={"If-Match": "\x80\xff"})
+        response = conn.getresponse()
+        status, error = response.status, _strict_json(response.read())
+    finally:
+        conn.close()
+
+    assert status == 400 and error["errorCode"] == "ERR_STATE_DELETE"
+    assert "is not an etag issued by this store" in error["message"]
+
+
+def test_api_token_of_bytes_that_are_not_utf8_is_refused(db_path: Path) -> None:
+    sidecar = sidecar_start(db_path, http_port=0, api_token="secret")
+    conn = HTTPConnection("127.0.0.1", sidecar.http_port or 0, timeout=WAIT)
+    try:
+        conn.request("GET", "/v1.0/metadata", headers={"dapr-api-token": "s\xe9cret\x80"})
+        response = conn.getresponse()
+        status, body = response.status, response.read()
+    finally:
+        conn.close()
+        sidecar.stop()
+
+    assert status == 401 and body == b"invalid api token\n"
