@@ -23,6 +23,7 @@ from dapr.ext.workflow import DaprWorkflowClient, WorkflowRuntime
 from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grpc as stubs
 from dapr.ext.workflow._durabletask.internal import protos as pb
 from google.protobuf import empty_pb2, wrappers_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from sidecar import Sidecar
 
@@ -176,6 +177,18 @@ class RawWorker:
     def close(self) -> None:
         self._stream.cancel()
         self._thread.join(timeout=5)
+
+
+def error_info_reason(error: grpc.RpcError) -> str | None:
+    """The ``google.rpc.ErrorInfo`` reason a refused Dapr API call carries (daprd's error code)."""
+    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return str(info.reason)
+    return None
 
 
 # -- hand-written protocol messages, for a RawWorker ------------------------------------------

@@ -18,10 +18,18 @@ import grpc
 import pytest
 from dapr.ext.workflow import DaprWorkflowClient, TaskFailedError, WorkflowStatus
 from dapr.ext.workflow._durabletask.internal import protos as pb
+from dapr.proto import api_v1
+from dapr.proto.runtime.v1 import dapr_pb2_grpc
 
 from sidecar import Sidecar
 from sidecar.limits import MAX_BODY_BYTES, WORK_ITEM_LIMIT_BYTES
-from sidecar.tests.harness import WAIT, WorkflowApp, sidecar_start, string_value
+from sidecar.tests.harness import (
+    WAIT,
+    WorkflowApp,
+    error_info_reason,
+    sidecar_start,
+    string_value,
+)
 
 MB = 1_000_000
 
@@ -305,3 +313,18 @@ def test_a_raw_start_refusal_changes_nothing(probe: Probe, stub: Any) -> None:
 
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert probe.client.get_workflow_state("raw-big") is None
+
+
+def test_dapr_api_start_whose_first_work_item_would_not_fit_is_refused(probe: Probe) -> None:
+    with grpc.insecure_channel(probe.sidecar.grpc_address) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            dapr_pb2_grpc.DaprStub(channel).StartWorkflowBeta1(
+                api_v1.StartWorkflowRequest(
+                    instance_id="big", workflow_name="waits", input=b"x" * 4_100_000
+                ),
+                timeout=WAIT,
+            )
+
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_info_reason(refused.value) == "ERR_START_WORKFLOW"
+    assert probe.client.get_workflow_state("big") is None

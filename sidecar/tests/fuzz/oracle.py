@@ -23,10 +23,9 @@ from typing import Any
 
 import grpc
 from dapr.ext.workflow import WorkflowStatus
-from google.rpc import error_details_pb2, status_pb2
 
 from sidecar import Sidecar
-from sidecar.tests.harness import WAIT, WorkflowApp
+from sidecar.tests.harness import WAIT, WorkflowApp, error_info_reason
 
 # daprd's deliberate 500/INTERNAL answers to bad requests (docs/sidecar-apis.md, errors table).
 DAPRD_500_CODES = frozenset(
@@ -157,17 +156,6 @@ class Http:
 
 
 # -- gRPC -----------------------------------------------------------------------------------------
-
-
-def error_info_reason(error: grpc.RpcError) -> str | None:
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return str(info.reason)
-    return None
 
 
 def check_grpc(error: grpc.RpcError, what: str) -> None:
