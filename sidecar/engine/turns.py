@@ -3,7 +3,9 @@
 A turn's outcome (``orchestration.apply_turn``, pure) is committed here: history, the work it
 scheduled (activities, timers, children), a terminal state with its parent's notification, a new
 generation (continue-as-new) or a stall. Terminating an instance that no worker holds is a turn
-the sidecar completes itself (``terminate``), as are recursive terminations of idle children.
+the sidecar completes itself (``terminate``), as are recursive terminations of idle children,
+and the failure of an instance whose next work item would be too large (``fail_oversized``; a
+worker's turn that would make it so fails the instance too: engine/payload.py).
 The shape follows durabletask-go's backend (backend/orchestration.go applies a work item's
 actions, backend/runtimestate holds the pure state) and daprd's workflow orchestrator (dapr/dapr
 pkg/actors/targets/workflow/orchestrator: childwf.go, terminate.go, stalled.go).
