@@ -142,3 +142,14 @@ def paid_order(item: InventoryItem, *, shipped: bool = False) -> Order:
     if shipped:
         inventory_deduct(order_id=order.id)
     return order
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The web fuzz tests' counts (orders/tests/test_fuzz_web.py), when they ran."""
+    from orders.tests.test_fuzz_web import COUNTS, SECONDS
+
+    if not COUNTS:
+        return
+    terminalreporter.section("web fuzz")
+    for name, count in COUNTS.items():
+        terminalreporter.write_line(f"{name}: {count} examples in {SECONDS.get(name, 0):.1f} s")
