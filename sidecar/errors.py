@@ -62,3 +62,10 @@ class Stalled(SidecarError):
 
 class Unauthenticated(SidecarError):
     code = "UNAUTHENTICATED"
+
+
+class PayloadTooLarge(SidecarError):
+    """A payload that would make an instance's next work item larger than a worker can be sent
+    (``sidecar.limits``); refused before anything changed."""
+
+    code = "RESOURCE_EXHAUSTED"

@@ -25,12 +25,11 @@ from .dapr.runtime_grpc import add_dapr_servicer
 from .dapr.runtime_http import create_app
 from .dapr.state_store import StateStore
 from .engine.core import Engine
+from .limits import MAX_BODY_BYTES
 from .storage.store import Store, StoreError
 from .taskhub import add_taskhub_servicer
 
 log = logging.getLogger("sidecar")
-
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # daprd's default --max-body-size
 
 # How long a running workflow's step may wait for that workflow's next step to share its
 # commit (and fsync) with (``Store.write``). A step is held only while a worker is about to
@@ -43,8 +42,10 @@ MAX_COMMIT_DELAY_MS = 1000.0
 FLUSH_TIMEOUT_S = 2.0
 
 GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # daprd's --max-body-size, both ways (sidecar/limits.py): a larger request is refused with
+    # RESOURCE_EXHAUSTED before it reaches a handler.
+    ("grpc.max_receive_message_length", MAX_BODY_BYTES),
+    ("grpc.max_send_message_length", MAX_BODY_BYTES),
     # The SDK pings every 30 s even when idle; accept that rather than GOAWAY the worker
     # with "too_many_pings" (the SDK's channel options: dapr.ext.workflow
     # _durabletask/internal/shared.py; daprd allows pings every 8 s: dapr/dapr

@@ -22,7 +22,7 @@ from google.protobuf import empty_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from sidecar.dapr import workflow_management as wf
-from sidecar.dapr.metadata import runtime_metadata
+from sidecar.dapr.metadata import runtime_metadata, set_extended_metadata
 from sidecar.dapr.state_store import (
     FIRST_WRITE,
     LAST_WRITE,
@@ -231,7 +231,10 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
     async def SetMetadata(  # noqa: N802
         self, request: api_v1.SetMetadataRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        self.extended[request.key] = request.value
+        try:
+            set_extended_metadata(self.extended, request.key, request.value)
+        except SidecarError as exc:
+            await abort(context, exc)
         return empty_pb2.Empty()
 
 

@@ -1,9 +1,16 @@
 """Client commands: start, raise an event, suspend, resume, terminate, purge, rerun.
 
-Each validates its input (a ``SidecarError`` changes nothing), changes memory, queues the rows
-on the store's writer and returns once they are on disk, waiting further where the protocol
-says so (durabletask-go's executor, backend/executor.go, and daprd block until the instance has
-started, been suspended or ended; see docs/sidecar-internals.md, "The engine's coroutines").
+Each validates its input (a ``SidecarError`` changes nothing; a payload that would make the
+instance's next work item too large is ``PayloadTooLarge``: engine/payload.py), changes memory,
+queues the rows on the store's writer and returns once they are on disk, waiting further where
+the protocol says so (daprd blocks until the instance has been suspended or ended; see
+docs/sidecar-internals.md, "The engine's coroutines").
+
+A start returns once the instance is on disk, with or without a worker. durabletask-go's
+executor (backend/executor.go, StartInstance) waits for the first turn as well, and daprd, whose
+workflow actors exist only while a worker is connected, does not even create the instance
+until one connects: the SDK's ``schedule_new_workflow`` sets no deadline, so with no worker it
+would hang. docs/sidecar-apis.md, "Starting without a worker", records the difference.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from datetime import datetime
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
-from sidecar.engine import generations
+from sidecar.engine import generations, payload
 from sidecar.engine import orchestration as orch
 from sidecar.engine.instance import Instance, check_instance_id, now_ns, string_value
 from sidecar.engine.state import EngineState
@@ -27,8 +34,10 @@ from sidecar.errors import (
     InvalidArgument,
     NotCompleted,
     NotFound,
+    PayloadTooLarge,
     Stalled,
 )
+from sidecar.limits import describe, text_size
 from sidecar.storage import sql
 from sidecar.storage.sql import Statement
 
@@ -48,7 +57,6 @@ class ClientCommands:
         input: str | None = None,
         scheduled_start: datetime | None = None,
         version: str | None = None,
-        wait_for_start: bool = True,
     ) -> str:
         check_instance_id(instance_id)
         if not name:
@@ -72,6 +80,8 @@ class ClientCommands:
             started.scheduledStartTimestamp.FromNanoseconds(scheduled_ns)
             if scheduled_ns <= now:
                 scheduled_ns = None
+        first = orch.new_event(now, executionStarted=started)
+        payload.check_first_work_item(instance_id, first)
         inst = Instance(
             instance_id=instance_id,
             name=name,
@@ -84,7 +94,7 @@ class ClientCommands:
         )
         self.state.instances[instance_id] = inst
         statements = [sql.delete_instances([instance_id])]  # a terminal ID is reused: wipe it
-        statements.append(self.state.inbox_row(inst, orch.new_event(now, executionStarted=started)))
+        statements.append(self.state.inbox_row(inst, first))
         statements.append(sql.upsert_instance(inst))
         commit = self.state.write(statements)
         if scheduled_ns is not None:
@@ -94,8 +104,6 @@ class ClientCommands:
             self.state.dispatch.make_ready(inst)
         await commit
         self.state.notify(instance_id)
-        if wait_for_start and scheduled_ns is None:
-            await self.state.wait_for_instance(instance_id, until="start")
         return instance_id
 
     async def raise_event(self, instance_id: str, name: str, input: str | None = None) -> None:
@@ -110,6 +118,7 @@ class ClientCommands:
         event = orch.new_event(
             now_ns(), eventRaised=pb.EventRaisedEvent(name=name, input=string_value(input))
         )
+        payload.check_room(inst, [event], f"event '{name}'")
         commit = self.state.write([self.state.inbox_row(inst, event)])
         self.state.dispatch.make_ready(inst)
         await commit
@@ -129,6 +138,7 @@ class ClientCommands:
             now_ns(),
             executionSuspended=pb.ExecutionSuspendedEvent(input=string_value(reason or None)),
         )
+        payload.check_room(inst, [event], "the reason to suspend")
         commit = self.state.write([self.state.inbox_row(inst, event)])
         self.state.dispatch.make_ready(inst)
         await commit
@@ -147,6 +157,7 @@ class ClientCommands:
         event = orch.new_event(
             now_ns(), executionResumed=pb.ExecutionResumedEvent(input=string_value(reason or None))
         )
+        payload.check_room(inst, [event], "the reason to resume")
         commit = self.state.write([self.state.inbox_row(inst, event)])
         self.state.dispatch.make_ready(inst)
         await commit
@@ -176,6 +187,14 @@ class ClientCommands:
         inst = self._active_or_raise(instance_id, "failed to submit termination request: ")
         if inst is None:
             return
+        if output is not None:
+            # Recorded twice (executionTerminated and executionCompleted). Without an output a
+            # termination is always taken, however large the instance already is.
+            size = payload.instance_bytes(inst) + 2 * text_size(output)
+            if not payload.fits(size):
+                raise PayloadTooLarge(
+                    f"the termination output would make workflow '{instance_id}' {describe(size)}"
+                )
         await self.turns.terminate(inst, output, recursive)
         if wait:
             await self.state.wait_for_instance(instance_id, until="completion")
@@ -251,6 +270,11 @@ class ClientCommands:
             overwrite_input=overwrite_input,
             new_child_instance_id=new_child_instance_id,
         )
+        size = payload.events_bytes(events)
+        if not payload.fits(size):
+            raise PayloadTooLarge(
+                f"the rerun's history would make workflow '{new_id}' {describe(size)}"
+            )
         return await self._start_rerun(new_id, events)
 
     async def _start_rerun(self, new_id: str, events: list[pb.HistoryEvent]) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
+from sidecar.engine.instance import check_timestamp
 from sidecar.engine.status import COMPLETED, FAILED, RUNNING, STALLED, SUSPENDED, TERMINATED
 from sidecar.errors import InvalidArgument
 
@@ -275,6 +276,7 @@ def _create_timer(action: pb.WorkflowAction, now_ns: int, outcome: TurnOutcome) 
     timer = action.createTimer
     if not timer.HasField("fireAt"):
         raise InvalidArgument(f"createTimer action {action.id} has no fireAt")
+    check_timestamp(timer.fireAt, f"the fireAt of createTimer action {action.id}")
     created = pb.TimerCreatedEvent(fireAt=timer.fireAt)
     if timer.HasField("name"):
         created.name = timer.name

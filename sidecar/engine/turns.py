@@ -3,7 +3,9 @@
 A turn's outcome (``orchestration.apply_turn``, pure) is committed here: history, the work it
 scheduled (activities, timers, children), a terminal state with its parent's notification, a new
 generation (continue-as-new) or a stall. Terminating an instance that no worker holds is a turn
-the sidecar completes itself (``terminate``), as are recursive terminations of idle children.
+the sidecar completes itself (``terminate``), as are recursive terminations of idle children,
+and the failure of an instance whose next work item would be too large (``fail_oversized``; a
+worker's turn that would make it so fails the instance too: engine/payload.py).
 The shape follows durabletask-go's backend (backend/orchestration.go applies a work item's
 actions, backend/runtimestate holds the pure state) and daprd's workflow orchestrator (dapr/dapr
 pkg/actors/targets/workflow/orchestrator: childwf.go, terminate.go, stalled.go).
@@ -17,11 +19,13 @@ from typing import Any
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
-from sidecar.engine import generations
+from sidecar.engine import generations, payload
 from sidecar.engine import orchestration as orch
 from sidecar.engine.instance import Instance, now_ns, string_value
 from sidecar.engine.state import EngineState
 from sidecar.engine.status import PENDING, RUNNING, STALLED, SUSPENDED, TERMINATED
+from sidecar.errors import PayloadTooLarge
+from sidecar.limits import describe
 from sidecar.storage import sql
 from sidecar.storage.sql import Statement
 
@@ -53,9 +57,20 @@ class TurnCompletion:
             inst.version,
         )
         now = now_ns()
-        outcome = orch.apply_turn(
-            view, turn.started, [e for _, e in turn.dispatched], response, now
-        )
+        dispatched = [e for _, e in turn.dispatched]
+        outcome = orch.apply_turn(view, turn.started, dispatched, response, now)
+        refusal = None
+        if outcome.stall is None:
+            size = payload.turn_bytes(inst, dispatched, outcome)
+            if not payload.fits(size):
+                # The instance fails instead, as dapr.ext.workflow's worker fails it when its
+                # answer cannot be sent at all (the worker's own fallback is then stale).
+                refusal = PayloadTooLarge(
+                    f"this turn's actions and custom status would make workflow "
+                    f"'{inst.instance_id}' {describe(size)}"
+                )
+                started = outcome.events[: 1 + len(dispatched)]
+                outcome = payload.failed_outcome(started, str(refusal), now, inst.custom_status)
         ended = outcome.continued_as_new is not None or outcome.is_terminal
         self.state.dispatch.land_turn(inst, turn, keep_warm=not ended and outcome.stall is None)
         consumed = [rid for rid, _ in turn.dispatched]
@@ -67,6 +82,26 @@ class TurnCompletion:
             )
         else:
             await self._commit_outcome(inst, outcome, consumed)
+        if refusal is not None:
+            raise refusal  # RESOURCE_EXHAUSTED, once the failure is on disk
+
+    async def fail_oversized(self, inst: Instance, size: int) -> None:
+        """End ``inst`` FAILED without a worker: its next work item would be ``size`` bytes, more
+        than a worker can be sent (a child's result or an activity's failure that still did not
+        fit, a history written before these limits). The events that would not fit are
+        dropped with the inbox, as a termination drops them."""
+        if inst.done or self.state.instances.get(inst.instance_id) is not inst:
+            return
+        message = f"the next work item of workflow '{inst.instance_id}' would be {describe(size)}"
+        log.warning("workflow %s failed: %s", inst.instance_id, message)
+        now = now_ns()
+        events = [orch.new_event(now, workflowStarted=pb.WorkflowStartedEvent())]
+        if not inst.history and inst.inbox:
+            first = inst.inbox[0][1]
+            if first.WhichOneof("eventType") == "executionStarted":
+                events.append(first)
+        outcome = payload.failed_outcome(events, message, now, inst.custom_status)
+        await self._commit_outcome(inst, outcome, consumed=[])
 
     async def _commit_outcome(
         self, inst: Instance, outcome: orch.TurnOutcome, consumed: list[int]

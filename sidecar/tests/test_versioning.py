@@ -62,6 +62,7 @@ def test_versioned_workflow_in_flight_keeps_its_version(app: WorkflowApp) -> Non
     _register_v1(app.runtime, latest=True)
     client = app.start()
     old = client.schedule_new_workflow("order_flow")
+    client.wait_for_workflow_start(old, timeout_in_seconds=WAIT)  # its first turn runs as v1
 
     # Deploy v2 as latest while keeping v1: the in-flight instance must replay as v1.
     _restart_worker(
@@ -81,6 +82,7 @@ def test_versioned_workflow_missing_version_stalls(app: WorkflowApp, stub) -> No
     _register_v1(app.runtime, latest=True)
     client = app.start()
     iid = client.schedule_new_workflow("order_flow")
+    client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)  # its first turn runs as v1
 
     _restart_worker(app, lambda rt: _register_v2(rt, latest=True))
     client.raise_workflow_event(iid, "go")
@@ -173,6 +175,7 @@ def test_non_determinism_fails_instance(app: WorkflowApp) -> None:
 
     client = app.start()
     iid = client.schedule_new_workflow(shifty)
+    client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)  # its first turn runs as before
 
     def changed(rt: WorkflowRuntime) -> None:
         @rt.activity(name="step_b")
