@@ -44,15 +44,14 @@ _CONCURRENCY = {
 }
 
 
-async def abort(
-    context: grpc.aio.ServicerContext, exc: SidecarError, *, error_info: bool = True
-) -> NoReturn:
+async def abort(context: grpc.aio.ServicerContext, exc: SidecarError) -> NoReturn:
     """End the call with ``exc`` as daprd would: status code, message, ErrorInfo detail.
-    daprd's workflow methods answer with a bare status (``error_info=False``): no detail."""
+    (daprd's workflow methods answer with a bare status; the sidecar adds the ErrorInfo there
+    too, with the errorCode of daprd's HTTP answer: docs/sidecar-apis.md, kept differences.)"""
     code = grpc.StatusCode[exc.code]
     message = getattr(exc, "message", str(exc))
     status = status_pb2.Status(code=code.value[0], message=message)
-    reason = getattr(exc, "reason", None) if error_info else None
+    reason = getattr(exc, "reason", None)
     if reason:
         status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain="dapr.io"))
     await context.abort(
@@ -81,7 +80,7 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
                 options=dict(request.options),
             )
         except SidecarError as exc:
-            await abort(context, wf.as_api_error(exc), error_info=False)
+            await abort(context, wf.as_api_error(exc))
         return api_v1.StartWorkflowResponse(instance_id=instance_id)
 
     async def GetWorkflowBeta1(  # noqa: N802
@@ -90,7 +89,7 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
         try:
             response = await wf.workflow_get(self.engine, instance_id=request.instance_id)
         except SidecarError as exc:
-            await abort(context, wf.as_api_error(exc), error_info=False)
+            await abort(context, wf.as_api_error(exc))
         # daprd ≥1.16: an unknown instance is OK with only the instance ID set.
         return response or api_v1.GetWorkflowResponse(instance_id=request.instance_id)
 
@@ -256,11 +255,10 @@ def _delete_request(item: common_v1.StateItem) -> DeleteRequest:
 
 
 async def _empty(context: grpc.aio.ServicerContext, call: Awaitable[None]) -> empty_pb2.Empty:
-    """A workflow method with an empty answer; its errors carry no ErrorInfo, as daprd's."""
     try:
         await call
     except SidecarError as exc:
-        await abort(context, wf.as_api_error(exc), error_info=False)
+        await abort(context, wf.as_api_error(exc))
     return empty_pb2.Empty()
 
 

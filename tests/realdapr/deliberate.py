@@ -94,14 +94,27 @@ DELIBERATE: dict[str, Deliberate] = {
         },
     ),
     "runtime_grpc_workflow_api": Deliberate(
-        reason=_GO_FMT,
+        reason=_GO_FMT + (
+            "; and the sidecar's gRPC workflow errors carry an ErrorInfo with the errorCode "
+            "daprd's HTTP API gives the same error, where daprd's carry none (the sidecar's "
+            "fuzz oracle tells daprd's deliberate INTERNAL answers by it; an extra detail "
+            "breaks no program)"
+        ),
         daprd={
-            "Purge unknown": {"code": "NOT_FOUND", "reason": None, "details": _EXTRA.format("grpc-nobody", _PURGE)},
-            "Terminate unknown": {"code": "NOT_FOUND", "reason": None, "details": _EXTRA.format("grpc-nobody", _TERMINATE)},
+            "ErrorInfo reasons": [None] * 12,
+            "Purge unknown": {"code": "NOT_FOUND", "details": _EXTRA.format("grpc-nobody", _PURGE)},
+            "Terminate unknown": {"code": "NOT_FOUND", "details": _EXTRA.format("grpc-nobody", _TERMINATE)},
         },
         sidecar={
-            "Purge unknown": {"code": "NOT_FOUND", "reason": None, "details": _NOT_FOUND.format("grpc-nobody")},
-            "Terminate unknown": {"code": "NOT_FOUND", "reason": None, "details": _NOT_FOUND.format("grpc-nobody")},
+            "ErrorInfo reasons": [
+                "ERR_START_WORKFLOW", "ERR_PURGE_WORKFLOW", "ERR_INSTANCE_ID_NOT_FOUND",
+                "ERR_PAUSE_WORKFLOW", "ERR_RESUME_WORKFLOW", "ERR_INSTANCE_ID_NOT_FOUND",
+                "ERR_RAISE_EVENT_WORKFLOW", "ERR_WORKFLOW_NAME_MISSING", "ERR_INSTANCE_ID_INVALID",
+                "ERR_INSTANCE_ID_TOO_LONG", "ERR_WORKFLOW_EVENT_NAME_MISSING",
+                "ERR_INSTANCE_ID_PROVIDED_MISSING",
+            ],
+            "Purge unknown": {"code": "NOT_FOUND", "details": _NOT_FOUND.format("grpc-nobody")},
+            "Terminate unknown": {"code": "NOT_FOUND", "details": _NOT_FOUND.format("grpc-nobody")},
         },
     ),
     "runtime_http_workflow_api": Deliberate(

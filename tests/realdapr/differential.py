@@ -85,6 +85,7 @@ class Program:
         self._lock = threading.Lock()
         self._runtime: WorkflowRuntime | None = None
         self._client: DaprWorkflowClient | None = None
+        self._channels: list[grpc.Channel] = []
 
     @property
     def kind(self) -> str:
@@ -127,12 +128,21 @@ class Program:
             self._client = new_client(self.engine.grpc_address)
         return self._client
 
+    def channel(self) -> grpc.Channel:
+        """A raw gRPC channel to the engine, for calls the SDK does not make; closed with the
+        program."""
+        channel = grpc.insecure_channel(self.engine.grpc_address)
+        self._channels.append(channel)
+        return channel
+
     def close(self) -> None:
         try:
             self.stop_worker()
         finally:
             if self._client is not None:
                 self._client.close()
+            for channel in self._channels:
+                channel.close()
 
     # -- observing ------------------------------------------------------------------------------
 
@@ -196,7 +206,7 @@ class Program:
     def stalls(self, instance_id: str) -> list[dict[str, Any]]:
         """The executionStalled events of the history: reason and description (the SDK's
         history view leaves them out, so this reads the raw protocol)."""
-        stub = stubs.TaskHubSidecarServiceStub(grpc.insecure_channel(self.engine.grpc_address))
+        stub = stubs.TaskHubSidecarServiceStub(self.channel())
         response = stub.GetInstanceHistory(pb.GetInstanceHistoryRequest(instanceId=instance_id))
         return [
             {

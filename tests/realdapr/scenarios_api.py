@@ -69,8 +69,14 @@ def _empty(response: Any) -> Any:
 @scenario("Dapr runtime gRPC workflow API")
 def runtime_grpc_workflow_api(p: Program) -> dict[str, Any]:
     p.worker(_workflows)
-    stub = dapr_pb2_grpc.DaprStub(grpc.insecure_channel(p.engine.grpc_address))
-    call = lambda method, request: _grpc(stub, method, request)  # noqa: E731
+    stub = dapr_pb2_grpc.DaprStub(p.channel())
+    reasons: list[Any] = []  # the ErrorInfo reasons of the refusals, in order
+
+    def call(method: str, request: Any) -> Any:
+        answer = _grpc(stub, method, request)
+        if isinstance(answer, dict):
+            reasons.append(answer.pop("reason"))
+        return answer
 
     def start(iid: str, name: str = "api_flow", data: bytes = b'{"qty": 2}') -> Any:
         answer = call(
@@ -130,6 +136,7 @@ def runtime_grpc_workflow_api(p: Program) -> dict[str, Any]:
     seen["start with a long id"] = start("x" * 80)
     seen["raise without a name"] = raise_event("grpc-api-2", name="")
     seen["get without an id"] = get("")
+    seen["ErrorInfo reasons"] = reasons
     return seen
 
 
@@ -193,7 +200,7 @@ def runtime_http_workflow_api(p: Program) -> dict[str, Any]:
 
 @scenario("Dapr state API over gRPC")
 def state_api_grpc(p: Program) -> dict[str, Any]:
-    stub = dapr_pb2_grpc.DaprStub(grpc.insecure_channel(p.engine.grpc_address))
+    stub = dapr_pb2_grpc.DaprStub(p.channel())
     call = lambda method, request: _grpc(stub, method, request)  # noqa: E731
     item = common_v1.StateItem
     first_write = common_v1.StateOptions(concurrency=common_v1.StateOptions.CONCURRENCY_FIRST_WRITE)
@@ -298,7 +305,7 @@ def api_token_required(p: Program) -> dict[str, Any]:
     """With DAPR_API_TOKEN set, every call needs it, except the two health checks."""
     token = {"dapr-api-token": "conformance-token"}
     wrong = {"dapr-api-token": "not-the-token"}
-    channel = grpc.insecure_channel(p.engine.grpc_address)
+    channel = p.channel()
     hello = channel.unary_unary("/TaskHubSidecarService/Hello")
     stub = dapr_pb2_grpc.DaprStub(channel)
     state = api_v1.GetStateRequest(store_name="statestore", key="k")
