@@ -206,6 +206,10 @@ def test_stalled_instance_runs_on_when_a_worker_with_its_version_connects(
     _register_v1(app.runtime, latest=True)
     client = app.start()
     iid = client.schedule_new_workflow("order_flow")
+    # The first turn (which records v1) is committed before that worker goes.
+    assert wait_until(
+        lambda: "timerCreated" in [e.event_type.value for e in client.get_workflow_history(iid)]
+    )
     _restart_worker(app, lambda rt: _register_v2(rt, latest=True))
     client.raise_workflow_event(iid, "go")
     assert wait_until(
