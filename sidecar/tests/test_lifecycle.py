@@ -244,7 +244,11 @@ def test_purge_running_instance_refused(app: WorkflowApp) -> None:
     with pytest.raises(grpc.RpcError) as err:
         client.purge_workflow(iid)
 
-    assert "orchestration has not yet completed" in (err.value.details() or "")
+    # daprd: a plain error (UNKNOWN) with durabletask-go's api.ErrNotCompleted text.
+    assert err.value.code() == grpc.StatusCode.UNKNOWN
+    assert err.value.details() == (
+        f"failed to purge workflow state: orchestration has not yet completed: '{iid}'"
+    )
     state = client.get_workflow_state(iid)
     assert state is not None and state.runtime_status == WorkflowStatus.RUNNING
     assert history_types(client, iid)
@@ -256,8 +260,13 @@ def test_purge_suspended_instance_refused(app: WorkflowApp) -> None:
     iid = client.schedule_new_workflow(waiter)
     client.pause_workflow(iid)
 
-    with pytest.raises(grpc.RpcError):
+    with pytest.raises(grpc.RpcError) as err:
         client.purge_workflow(iid)
+
+    assert err.value.code() == grpc.StatusCode.UNKNOWN
+    assert err.value.details() == (
+        f"failed to purge workflow state: orchestration has not yet completed: '{iid}'"
+    )
     state = client.get_workflow_state(iid)
     assert state is not None and state.runtime_status == WorkflowStatus.SUSPENDED
 
@@ -286,8 +295,10 @@ def test_purge_terminal_instance_removes_everything(app: WorkflowApp, ending: st
         client.get_workflow_history(iid)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert iid not in list(client.iter_workflow_instance_ids())
-    with pytest.raises(grpc.RpcError):
+    with pytest.raises(grpc.RpcError) as again:
         client.purge_workflow(iid)  # already gone
+    assert again.value.code() == grpc.StatusCode.UNKNOWN
+    assert again.value.details() == f"failed to purge workflow state: no such instance exists: '{iid}'"
     # The ID is reusable with a fresh execution.
     client.schedule_new_workflow(ender, input="completed", instance_id=iid)
     state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)

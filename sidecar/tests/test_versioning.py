@@ -92,9 +92,13 @@ def test_versioned_workflow_missing_version_stalls(app: WorkflowApp, stub) -> No
     assert state.runtime_status == WorkflowStatus.STALLED
     assert "executionStalled" in history
     assert "executionCompleted" not in history
-    # STALLED is not terminal: purge refuses it (daprd: ErrStalled).
-    with pytest.raises(grpc.RpcError):
+    # STALLED is not terminal: purge refuses it (daprd: a plain error, UNKNOWN; its text is
+    # api.ErrStalled's "workflow is stalled" on a non-recursive purge, ErrNotCompleted's on the
+    # SDK's default recursive one, docs/sidecar-apis.md "Differences").
+    with pytest.raises(grpc.RpcError) as err:
         client.purge_workflow(iid)
+    assert err.value.code() == grpc.StatusCode.UNKNOWN
+    assert err.value.details() == f"workflow '{iid}' is stalled"
     assert client.get_workflow_state(iid) is not None
 
 

@@ -217,6 +217,8 @@ def test_components_from_resources_path_are_the_stores(
             assert d.get_state("orderstore", "k").data == b"v"
             with pytest.raises(DaprGrpcError) as info:
                 d.get_state("statestore", "k")
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert info.value.error_code() == "DAPR_STATE_NOT_FOUND"
             assert info.value.details() == "state store statestore is not found"
             names = [c.name for c in d.get_metadata().registered_components]
             assert names == ["orderstore"]
