@@ -123,6 +123,45 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, step: float
     return predicate()
 
 
+class HandledResults:
+    """Every activity result the sidecar has finished handling, kept or dropped.
+
+    A stale result (from an earlier generation, or for an instance that has ended) is dropped
+    without a trace a client could see, so a test that must know it arrived before going on
+    watches the engine's ``complete_activity`` (the real one still runs).
+    """
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        engine = sidecar.engine
+        original = engine.complete_activity
+        self._changed = threading.Condition()
+        self.results: list[pb.ActivityResponse] = []
+
+        async def recording(response: pb.ActivityResponse) -> None:
+            try:
+                await original(response)
+            finally:
+                with self._changed:
+                    self.results.append(response)
+                    self._changed.notify_all()
+
+        engine.complete_activity = recording  # type: ignore[method-assign]
+
+    def wait_for(self, result: str, timeout: float = WAIT) -> bool:
+        """Wait until a result whose JSON text is ``result`` has been handled."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: any(r.result.value == result for r in self.results), timeout
+            )
+
+
+def inbox_kinds(sidecar: Sidecar, instance_id: str) -> list[str]:
+    """Event types waiting in an active instance's inbox for its next turn (the sidecar keeps
+    them in memory; no client call shows them)."""
+    inst = sidecar.engine.instances.get(instance_id)
+    return [] if inst is None else [e.WhichOneof("eventType") for _, e in list(inst.inbox)]
+
+
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     """Run a blocking call (StartInstance waits for the first turn) on a daemon thread."""
     box: dict[str, Any] = {}
