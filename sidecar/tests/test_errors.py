@@ -379,7 +379,9 @@ def test_complete_orchestrator_task_wrong_token_rejected(stub, raw_worker: RawWo
 
 def _completion(method: str, token: str):
     if method == "CompleteOrchestratorTask":
-        return pb.WorkflowResponse(instanceId="ghost", actions=[_complete(1)], completionToken=token)
+        return pb.WorkflowResponse(
+            instanceId="ghost", actions=[_complete(1)], completionToken=token
+        )
     return pb.ActivityResponse(instanceId="ghost", taskId=1, completionToken=token)
 
 
@@ -420,7 +422,9 @@ def test_complete_orchestrator_task_duplicate_action_ids_rejected(
     # daprd answers OK and its history applier drops the second event as a duplicate; we refuse
     # the whole turn (docs/sidecar-apis.md, "Differences").
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert err.details() == "action id 1 is already used by an event in the history of 'dup-actions'"
+    assert (
+        err.details() == "action id 1 is already used by an event in the history of 'dup-actions'"
+    )
     assert _status(stub, "dup-actions") == pb.ORCHESTRATION_STATUS_PENDING
     raw_worker.assert_no_item(0.5)  # no activity was dispatched
     stub.CompleteOrchestratorTask(

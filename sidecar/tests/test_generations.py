@@ -133,9 +133,7 @@ def test_continue_as_new_old_timer_does_not_fire_new_timer_early(
     assert json.loads(state.serialized_output) >= 2.0
 
 
-def start_held_ticker(
-    app: WorkflowApp, gates: list[Gate]
-) -> tuple[DaprWorkflowClient, str, Gate]:
+def start_held_ticker(app: WorkflowApp, gates: list[Gate]) -> tuple[DaprWorkflowClient, str, Gate]:
     """A workflow that continues as new on every "tick"; returned once its first such turn is
     in flight, held there until the returned gate opens."""
     (turn_gate,) = new_gates(gates, 1)

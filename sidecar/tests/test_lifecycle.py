@@ -298,7 +298,9 @@ def test_purge_terminal_instance_removes_everything(app: WorkflowApp, ending: st
     with pytest.raises(grpc.RpcError) as again:
         client.purge_workflow(iid)  # already gone
     assert again.value.code() == grpc.StatusCode.UNKNOWN
-    assert again.value.details() == f"failed to purge workflow state: no such instance exists: '{iid}'"
+    assert (
+        again.value.details() == f"failed to purge workflow state: no such instance exists: '{iid}'"
+    )
     # The ID is reusable with a fresh execution.
     client.schedule_new_workflow(ender, input="completed", instance_id=iid)
     state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
