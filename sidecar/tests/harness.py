@@ -162,6 +162,18 @@ def inbox_kinds(sidecar: Sidecar, instance_id: str) -> list[str]:
     return [] if inst is None else [e.WhichOneof("eventType") for _, e in list(inst.inbox)]
 
 
+def parked_waiters(sidecar: Sidecar, instance_id: str) -> int:
+    """Client calls parked in the sidecar until the instance reaches a state (WaitForInstance*,
+    suspend, terminate); none shows to a client while it waits."""
+    return len(sidecar.engine._waiters.get(instance_id, ()))
+
+
+def open_streams(sidecar: Sidecar) -> int:
+    """Work-item streams the sidecar holds open (its log says "worker connected" and
+    "worker disconnected" for each)."""
+    return len(sidecar.engine.dispatch.streams)
+
+
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     """Run a blocking call (StartInstance waits for the first turn) on a daemon thread."""
     box: dict[str, Any] = {}
