@@ -165,7 +165,8 @@ def inbox_kinds(sidecar: Sidecar, instance_id: str) -> list[str]:
 def parked_waiters(sidecar: Sidecar, instance_id: str) -> int:
     """Client calls parked in the sidecar until the instance reaches a state (WaitForInstance*,
     suspend, terminate); none shows to a client while it waits."""
-    return len(sidecar.engine._waiters.get(instance_id, ()))
+    waiters = list(sidecar.engine._waiters.get(instance_id, ()))
+    return sum(not answer.done() for _, answer in waiters)
 
 
 def open_streams(sidecar: Sidecar) -> int:
