@@ -83,8 +83,10 @@ class WorkflowApp:
 
     def start(self, runtime: WorkflowRuntime | None = None) -> DaprWorkflowClient:
         rt = runtime or self.runtime
-        rt.start()
+        # Recorded first: a start that fails (or is interrupted) has already started the
+        # worker's thread, which only ``close`` then stops.
         self._started.append(rt)
+        rt.start()
         return self.client
 
     def stop_runtime(self, runtime: WorkflowRuntime | None = None) -> None:
