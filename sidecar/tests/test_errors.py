@@ -149,15 +149,21 @@ def test_wait_for_completion_parks_until_instance_created(app: WorkflowApp, side
 
 
 @pytest.mark.parametrize(
-    ("instance_id", "name"),
-    [("", "wf"), ("x" * 10_000, "wf"), ("ok-id", "")],
+    ("instance_id", "name", "details"),
+    [
+        ("", "wf", "an instance id is required"),
+        ("x" * 10_000, "wf", "instance id is longer than 1024 characters"),
+        ("ok-id", "", "a workflow name is required"),
+    ],
     ids=["empty_id", "oversized_id", "empty_name"],
 )
-def test_start_instance_bad_request_rejected(stub, instance_id: str, name: str) -> None:
+def test_start_instance_bad_request_rejected(
+    stub, instance_id: str, name: str, details: str
+) -> None:
     err = _error(stub.StartInstance, pb.CreateInstanceRequest(instanceId=instance_id, name=name))
 
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert err.details()
+    assert err.details() == details
     assert _ids(stub) == []
 
 

@@ -374,6 +374,7 @@ def test_workflow_requests_are_validated(runtime_stub: dapr_pb2_grpc.DaprStub) -
             api_v1.StartWorkflowRequest(instance_id="x" * 65, workflow_name="w")
         )
     )
+    assert too_long.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert too_long.details() == "workflow instance ID exceeds the max length of 64 characters"
     no_name = rpc_error(
         lambda: runtime_stub.StartWorkflowBeta1(api_v1.StartWorkflowRequest(instance_id="ok"))
@@ -387,8 +388,10 @@ def test_workflow_requests_are_validated(runtime_stub: dapr_pb2_grpc.DaprStub) -
             api_v1.RaiseEventWorkflowRequest(instance_id="ok")
         )
     )
+    assert no_event.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert no_event.details() == "missing workflow event name"
     no_id = rpc_error(lambda: runtime_stub.GetWorkflowBeta1(api_v1.GetWorkflowRequest()))
+    assert no_id.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert no_id.details() == "no instance ID was provided"
 
 
