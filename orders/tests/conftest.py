@@ -56,13 +56,15 @@ def workflow_engine(tmp_path: Any, transactional_db: None) -> Iterator[WorkflowE
         db_path=str(tmp_path / "workflows.db"), grpc_port=0, api_token=settings.DAPR_API_TOKEN
     )
     sidecar.start()
-    workflow_client.use_address(sidecar.grpc_address)
-    runtime = runtime_create(sidecar.grpc_address)
-    runtime.start()
     try:
-        yield WorkflowEngine(sidecar=sidecar, runtime=runtime)
+        workflow_client.use_address(sidecar.grpc_address)
+        runtime = runtime_create(sidecar.grpc_address)
+        try:
+            runtime.start()
+            yield WorkflowEngine(sidecar=sidecar, runtime=runtime)
+        finally:
+            runtime.shutdown()  # a start that failed has started the worker's thread too
     finally:
-        runtime.shutdown()
         workflow_client.use_address(None)
         sidecar.stop()
 
