@@ -20,6 +20,7 @@ from google.protobuf import empty_pb2
 
 from sidecar.engine.instance import check_instance_id
 from sidecar.engine.interface import TaskHubEngine
+from sidecar.engine.observers import API_CALL_TRACE
 from sidecar.engine.status import InstanceInfo
 from sidecar.errors import SidecarError
 
@@ -50,6 +51,15 @@ def _sv(value: str | None) -> Any:
 
 def _opt(message: Any, name: str) -> str | None:
     return getattr(message, name).value if message.HasField(name) else None
+
+
+def _trace_parent(request: pb.CreateInstanceRequest) -> pb.TraceContext | None:
+    """The workflow's parent span: the request's own trace context, else this call's span (the
+    gRPC metadata ``traceparent`` a traced client sends), as durabletask-go's executor
+    (backend/executor.go StartInstance) under daprd's gRPC tracing middleware does it."""
+    if request.HasField("parentTraceContext") and request.parentTraceContext.traceParent:
+        return request.parentTraceContext
+    return API_CALL_TRACE.get()
 
 
 def workflow_state(info: InstanceInfo, with_payloads: bool) -> pb.WorkflowState:
@@ -103,6 +113,7 @@ class TaskHubServicer(stubs.TaskHubSidecarServiceServicer):
                 input=_opt(request, "input"),
                 scheduled_start=scheduled,
                 version=_opt(request, "version") or None,
+                trace_parent=_trace_parent(request),
             ),
         )
         return pb.CreateInstanceResponse(instanceId=instance_id)

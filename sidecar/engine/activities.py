@@ -26,6 +26,8 @@ async def complete_activity(state: EngineState, response: pb.ActivityResponse) -
     request = inst.activities.pop(flight.task_id, None)
     if request is None:
         return
+    for observer in state.observers:
+        observer.activity_completed(inst, request, response, flight.sent_ns)
     event = orch.activity_result_event(request, response, now_ns())
     statements = [
         sql.delete_activity(inst.instance_id, flight.task_id),

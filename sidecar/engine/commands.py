@@ -48,6 +48,7 @@ class ClientCommands:
         scheduled_start: datetime | None = None,
         version: str | None = None,
         wait_for_start: bool = True,
+        trace_parent: pb.TraceContext | None = None,
     ) -> str:
         check_instance_id(instance_id)
         if not name:
@@ -82,8 +83,11 @@ class ClientCommands:
             scheduled_start_ns=scheduled_ns,
         )
         self.state.instances[instance_id] = inst
+        event = orch.new_event(now, executionStarted=started)
+        for observer in self.state.observers:
+            observer.workflow_creating(event, trace_parent)
         statements = [sql.delete_instances([instance_id])]  # a terminal ID is reused: wipe it
-        statements.append(self.state.inbox_row(inst, orch.new_event(now, executionStarted=started)))
+        statements.append(self.state.inbox_row(inst, event))
         statements.append(sql.upsert_instance(inst))
         commit = self.state.write(statements)
         if scheduled_ns is not None:

@@ -57,8 +57,10 @@ class WorkflowEngine(Protocol):
         scheduled_start: datetime | None = None,
         version: str | None = None,
         wait_for_start: bool = True,
+        trace_parent: pb.TraceContext | None = None,
     ) -> str:
-        """Create the instance (a terminal one of that id is replaced); returns its id."""
+        """Create the instance (a terminal one of that id is replaced); returns its id.
+        ``trace_parent``: the caller's trace context, the parent of the workflow's spans."""
         ...
 
     async def raise_event(self, instance_id: str, name: str, input: str | None = None) -> None:
