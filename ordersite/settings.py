@@ -82,6 +82,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request's span covers everything after it (passes through when untraced).
+    "orders.observability.TracingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # WhiteNoise serves /static/ from the gunicorn process itself: no nginx, no network.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -219,6 +221,21 @@ DAPR_RUNTIME_HOST = os.environ.get("DAPR_RUNTIME_HOST") or "127.0.0.1"
 DAPR_API_TOKEN = os.environ.get("DAPR_API_TOKEN") or (
     None if DAPR_GRPC_PORT else _kept_secret("dapr_api_token", 32)
 )
+
+# --- tracing and metrics (see docs/sidecar-apis.md) ---------------------------------------------
+# The Dapr Configuration file whose tracing section (samplingRate, zipkin or otel endpoint) both
+# the embedded sidecar (as daprd's --config) and the app's own processes honour: the same file
+# `dapr run -f .` gives daprd (dapr.yaml), so one file drives both modes. Empty: no tracing.
+DAPR_CONFIG = os.environ.get("DAPR_CONFIG", str(BASE_DIR / "config" / "dapr-config.yaml"))
+# The embedded sidecar's app id (daprd's --app-id): its spans' service name and its metrics'
+# app_id, the worker's appID in dapr.yaml.
+WORKFLOW_APP_ID = os.environ.get("WORKFLOW_APP_ID", "orders-worker")
+# Where the embedded sidecar serves daprd's workflow metrics (/metrics): 9090 as daprd; 0 picks
+# a free port; "off" serves none.
+_metrics_port = os.environ.get("WORKFLOW_METRICS_PORT", "9090").strip().lower()
+WORKFLOW_METRICS_PORT = None if _metrics_port in {"off", "none", ""} else int(_metrics_port)
+# Who may read the web's /metrics (the order counters): loopback only unless listed here.
+METRICS_ALLOWED_ADDRESSES = env_list("METRICS_ALLOWED_ADDRESSES", "127.0.0.1,::1")
 
 LOGGING = {
     "version": 1,
