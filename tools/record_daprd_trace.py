@@ -3,15 +3,15 @@
 Starts everything on free ports under var/daprd-trace/ (nothing shared with `make dapr-services`):
 Redis (Debian's redis-server, the actor state store), placement, scheduler (embedded etcd on
 free ports), a Zipkin server (tools/zipkin.sh with ZIPKIN_PORT) and daprd from ~/.dapr/bin with a
-Configuration sampling every trace to that Zipkin. This process hosts an order-shaped workflow
-(the app's workflow and activity names, trivial bodies) with dapr.ext.workflow's WorkflowRuntime,
-and exports the SDK's own activity spans to the same Zipkin as service ``recorder-app``.
-
-Scenarios: a small order; a large one approved by the ``manager_approval`` event before its
-timer; one whose timer wins; one whose payment fails and is refunded; one that fails unhandled;
-and the small order again with a W3C trace context from the client, once as gRPC metadata
-``traceparent`` (what opentelemetry-instrumentation-grpc sends) and once in
-``CreateInstanceRequest.parentTraceContext``.
+Configuration sampling every trace to that Zipkin. This process hosts the order-shaped workflow
+of sidecar/tests/trace_scenarios.py (the app's workflow and activity names, trivial bodies) with
+dapr.ext.workflow's WorkflowRuntime, and exports the SDK's own activity spans to the same Zipkin
+as service ``recorder-app``; then runs its scenarios: a small order; a large one approved by the
+``manager_approval`` event before its timer; one whose timer wins; one whose payment fails and
+is refunded; one that fails unhandled; and the small order with a W3C trace context from the
+client, once as gRPC metadata ``traceparent`` and once in
+``CreateInstanceRequest.parentTraceContext``. sidecar/tests/test_tracing.py runs the same on the
+embedded sidecar and compares.
 
 Writes tests/fixtures/daprd-trace-<scenario>.json (the spans Zipkin holds for each trace of the
 instance: names, kinds, tags, parent ids, services) and tests/fixtures/daprd-metrics.txt (daprd's
@@ -29,21 +29,21 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Callable, Generator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sidecar.tests.trace_scenarios import SCENARIOS, OrderShapedApp  # noqa: E402
+
 STATE = ROOT / "var" / "daprd-trace"
 FIXTURES = ROOT / "tests" / "fixtures"
 BIN = Path(os.environ.get("DAPR_RUNTIME_PATH") or Path.home()) / ".dapr" / "bin"
 APP_ID = "order-worker"
-APPROVAL_EVENT = "manager_approval"
-APPROVAL_REQUESTED = threading.Event()
 
 
 def free_port() -> int:
@@ -157,119 +157,28 @@ def start_services(procs: Processes, zipkin_port: int) -> dict[str, int]:
     return ports
 
 
-# The order workflow's shape with the app's names (orders/workflows/order_processing.py).
-def activity(name: str, body: Callable[[dict[str, Any]], Any] | None = None) -> Callable[..., Any]:
-    def run(ctx: Any, data: dict[str, Any]) -> Any:
-        return body(data) if body else None
-
-    run.__name__ = name
-    return run
-
-
-def fail_payment(data: dict[str, Any]) -> None:
-    if data.get("fail_payment"):
-        raise RuntimeError("payment declined")
-
-
-notify = activity("notify_activity")
-verify = activity("verify_inventory_activity", lambda d: {"success": True, "available": 10})
-request_approval = activity("request_approval_activity", lambda d: APPROVAL_REQUESTED.set())
-read_decision = activity("read_approval_decision_activity", lambda d: {"decided": True})
-payment = activity("process_payment_activity", fail_payment)
-update = activity("update_inventory_activity")
-release = activity("release_inventory_activity")
-refund = activity("refund_payment_activity")
-ACTIVITIES = (notify, verify, request_approval, read_decision, payment, update, release, refund)
-
-
-def order_processing_workflow(ctx: Any, order: dict[str, Any]) -> Generator[Any, Any, Any]:
-    from dapr.ext.workflow import TaskFailedError, when_any
-
-    yield ctx.call_activity(notify, input={"step": "received"})
-    yield ctx.call_activity(verify, input={})
-    if order.get("approval_timeout_seconds"):
-        deadline = ctx.current_utc_datetime + timedelta(seconds=order["approval_timeout_seconds"])
-        yield ctx.call_activity(request_approval, input={})
-        timer = ctx.create_timer(deadline)
-        winner = yield when_any([ctx.wait_for_external_event(APPROVAL_EVENT), timer])
-        if winner == timer:
-            yield ctx.call_activity(release, input={})
-            yield ctx.call_activity(notify, input={"step": "timed_out"})
-            return {"processed": False}
-        yield ctx.call_activity(read_decision, input={})
-    try:
-        yield ctx.call_activity(payment, input=order)
-        yield ctx.call_activity(update, input={})
-    except TaskFailedError:
-        if order.get("unhandled"):
-            raise
-        yield ctx.call_activity(refund, input={})
-        yield ctx.call_activity(notify, input={"step": "failed"})
-        return {"processed": False}
-    yield ctx.call_activity(notify, input={"step": "completed"})
-    return {"processed": True}
-
-
-def traceparent() -> tuple[str, str, str]:
-    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
-    return f"00-{trace_id}-{span_id}-01", trace_id, span_id
-
-
-def run_scenarios(grpc_port: int) -> dict[str, dict[str, Any]]:
+def run_scenarios(grpc_port: int, shape: OrderShapedApp) -> dict[str, dict[str, Any]]:
     """Runs each scenario to its end; returns, per scenario, its instance id and how it began."""
     from dapr.ext.workflow import DaprWorkflowClient
-    from dapr.ext.workflow._durabletask.internal import protos as pb
-    from google.protobuf import wrappers_pb2
 
     client = DaprWorkflowClient(host="127.0.0.1", port=str(grpc_port))
-    inner = client._DaprWorkflowClient__obj  # type: ignore[attr-defined]
     run_id = secrets.token_hex(3)
-    scenarios: dict[str, dict[str, Any]] = {
-        "small": {"input": {}},
-        "approved": {"input": {"approval_timeout_seconds": 8}, "approve": True},
-        "timed-out": {"input": {"approval_timeout_seconds": 2}},
-        "payment-failed": {"input": {"fail_payment": True}},
-        "failed-unhandled": {"input": {"fail_payment": True, "unhandled": True}},
-        "traceparent-metadata": {"input": {}, "context": "metadata"},
-        "parent-trace-context": {"input": {}, "context": "request"},
-    }
-    for name, scenario in scenarios.items():
-        instance_id = f"{name}-{run_id}"
-        scenario["instance_id"] = instance_id
-        context = scenario.get("context")
-        if context is None:
-            client.schedule_new_workflow(
-                order_processing_workflow, input=scenario["input"], instance_id=instance_id
-            )
-        else:
-            header, trace_id, span_id = traceparent()
-            scenario["client_trace_id"], scenario["client_span_id"] = trace_id, span_id
-            request = pb.CreateInstanceRequest(
-                name="order_processing_workflow",
-                instanceId=instance_id,
-                input=wrappers_pb2.StringValue(value=json.dumps(scenario["input"])),
-            )
-            if context == "request":
-                request.parentTraceContext.traceParent = header
-                inner._stub.StartInstance(request)
-            else:
-                inner._stub.StartInstance(request, metadata=[("traceparent", header)])
-        if scenario.get("approve"):
-            # The event must arrive while the workflow waits for it, not before it asks.
-            if not APPROVAL_REQUESTED.wait(30):
-                raise SystemExit("the approval request never ran")
-            time.sleep(1)
-            client.raise_workflow_event(instance_id, APPROVAL_EVENT, data={"approval": True})
-        state = client.wait_for_workflow_completion(instance_id, timeout_in_seconds=60)
-        scenario["runtime_status"] = state.runtime_status.name if state else None
-        print(f"{name}: {scenario['runtime_status']}", flush=True)
-    return scenarios
+    results = {}
+    for name in SCENARIOS:
+        results[name] = shape.run(client, name, f"{name}-{run_id}")
+        print(f"{name}: {results[name]['runtime_status']}", flush=True)
+    return results
 
 
 def zipkin_traces(zipkin_port: int, instance_id: str) -> list[list[dict[str, Any]]]:
-    base = f"http://127.0.0.1:{zipkin_port}/api/v2/traces"
-    query = f"?annotationQuery=durabletask.task.instance_id%3D{instance_id}&limit=100&lookback=3600000"
-    return json.loads(http_get(base + query))
+    query = urllib.parse.urlencode(
+        {
+            "annotationQuery": f"durabletask.task.instance_id={instance_id}",
+            "limit": 100,
+            "lookback": 3_600_000,
+        }
+    )
+    return json.loads(http_get(f"http://127.0.0.1:{zipkin_port}/api/v2/traces?{query}"))
 
 
 def simplified(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -290,9 +199,10 @@ def simplified(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def workflow_metrics(metrics_port: int) -> str:
     text = http_get(f"http://127.0.0.1:{metrics_port}/metrics").decode()
-    return "\n".join(
-        line for line in text.splitlines() if "workflow" in line or "activit" in line
-    ) + "\n"
+    return (
+        "\n".join(line for line in text.splitlines() if "workflow" in line or "activit" in line)
+        + "\n"
+    )
 
 
 def main() -> int:
@@ -319,12 +229,11 @@ def main() -> int:
         )
         trace.set_tracer_provider(provider)
         runtime = WorkflowRuntime(host="127.0.0.1", port=str(ports["grpc"]))
-        runtime.register_workflow(order_processing_workflow)
-        for fn in ACTIVITIES:
-            runtime.register_activity(fn)
+        shape = OrderShapedApp()
+        shape.register(runtime)
         runtime.start()
         try:
-            scenarios = run_scenarios(ports["grpc"])
+            scenarios = run_scenarios(ports["grpc"], shape)
             time.sleep(10)  # the approved order's timer fires after it completed: is it traced?
         finally:
             runtime.shutdown()
