@@ -225,8 +225,10 @@ DAPR_API_TOKEN = os.environ.get("DAPR_API_TOKEN") or (
 # --- tracing and metrics (see docs/sidecar-apis.md) ---------------------------------------------
 # The Dapr Configuration file whose tracing section (samplingRate, zipkin or otel endpoint) both
 # the embedded sidecar (as daprd's --config) and the app's own processes honour: the same file
-# `dapr run -f .` gives daprd (dapr.yaml), so one file drives both modes. Empty: no tracing.
-DAPR_CONFIG = os.environ.get("DAPR_CONFIG", str(BASE_DIR / "config" / "dapr-config.yaml"))
+# `dapr run -f .` gives daprd (dapr.yaml), so one file drives both modes. Empty: no tracing;
+# unset: that file when it is there (the image leaves config/ out: daprd holds it there).
+_dapr_config = BASE_DIR / "config" / "dapr-config.yaml"
+DAPR_CONFIG = os.environ.get("DAPR_CONFIG", str(_dapr_config) if _dapr_config.is_file() else "")
 # The embedded sidecar's app id (daprd's --app-id): its spans' service name and its metrics'
 # app_id, the worker's appID in dapr.yaml.
 WORKFLOW_APP_ID = os.environ.get("WORKFLOW_APP_ID", "orders-worker")

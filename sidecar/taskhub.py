@@ -20,7 +20,6 @@ from google.protobuf import empty_pb2
 
 from sidecar.engine.instance import check_instance_id
 from sidecar.engine.interface import TaskHubEngine
-from sidecar.engine.observers import API_CALL_TRACE
 from sidecar.engine.status import InstanceInfo
 from sidecar.errors import SidecarError
 
@@ -54,12 +53,11 @@ def _opt(message: Any, name: str) -> str | None:
 
 
 def _trace_parent(request: pb.CreateInstanceRequest) -> pb.TraceContext | None:
-    """The workflow's parent span: the request's own trace context, else this call's span (the
-    gRPC metadata ``traceparent`` a traced client sends), as durabletask-go's executor
-    (backend/executor.go StartInstance) under daprd's gRPC tracing middleware does it."""
+    """The workflow's parent span when the request names one (else the engine takes the traced
+    call's span), as durabletask-go's executor (backend/executor.go StartInstance) does."""
     if request.HasField("parentTraceContext") and request.parentTraceContext.traceParent:
         return request.parentTraceContext
-    return API_CALL_TRACE.get()
+    return None
 
 
 def workflow_state(info: InstanceInfo, with_payloads: bool) -> pb.WorkflowState:

@@ -130,13 +130,15 @@ def span_exporters(settings: TracingSettings) -> list[SpanExporter]:
     return [QuietExporter(exporter) for exporter in exporters]
 
 
-def add_exporters(provider: Any, settings: TracingSettings) -> None:
+def add_exporters(provider: Any, settings: TracingSettings) -> list[Any]:
     """Batch each exporter's spans on the SDK's own export thread (BatchSpanProcessor): the
-    code that ends a span only appends it to a queue."""
+    code that ends a span only appends it to a queue. Returns the processors added."""
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    for exporter in span_exporters(settings):
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    processors = [BatchSpanProcessor(exporter) for exporter in span_exporters(settings)]
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return processors
 
 
 class QuietExporter:

@@ -19,7 +19,13 @@ from dapr.ext.workflow._durabletask.internal import protos as pb
 from sidecar.engine import activities
 from sidecar.engine.commands import ClientCommands
 from sidecar.engine.instance import now_ns
-from sidecar.engine.observers import ADD_EVENT, CREATE_WORKFLOW, PURGE_WORKFLOW, EngineObserver
+from sidecar.engine.observers import (
+    ADD_EVENT,
+    API_CALL_TRACE,
+    CREATE_WORKFLOW,
+    PURGE_WORKFLOW,
+    EngineObserver,
+)
 from sidecar.engine.state import EngineState
 from sidecar.engine.turns import TurnCompletion
 from sidecar.storage.store import Store
@@ -63,7 +69,8 @@ class Engine(EngineState):
             scheduled_start=scheduled_start,
             version=version,
             wait_for_start=wait_for_start,
-            trace_parent=trace_parent,
+            # Else the traced API call being served, whichever edge it came through.
+            trace_parent=trace_parent or API_CALL_TRACE.get(),
         )
         return await self._observed(CREATE_WORKFLOW, instance_id, start)
 
