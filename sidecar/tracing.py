@@ -32,7 +32,7 @@ of the sidecar's CPU per workflow at samplingRate 1.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,12 +46,12 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from sidecar.engine.instance import Instance, now_ns
-from sidecar.engine.observers import API_CALL_TRACE, CREATE_WORKFLOW
+from sidecar.engine.observers import CREATE_WORKFLOW
 from sidecar.engine.orchestration import TurnOutcome
 from sidecar.engine.status import STATUS_NAMES
+from sidecar.tracing_api import TraceInterceptor, parent_context, parse_traceparent, to_traceparent
 from sidecar.tracing_config import TracingSettings, add_exporters
 
-START_INSTANCE = "/TaskHubSidecarService/StartInstance"
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 UNSET = Status(StatusCode.UNSET)
 
@@ -78,31 +78,6 @@ NOTABLE_EVENTS: dict[str, tuple[str, Callable[[pb.HistoryEvent], dict[str, Any]]
         },
     ),
 }
-
-
-def to_traceparent(trace_id: int, span_id: int, flags: int = TraceFlags.SAMPLED) -> str:
-    return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
-
-
-def parse_traceparent(value: str) -> SpanContext | None:
-    """A W3C ``traceparent`` (version 00) as a remote span context; None if it is not one."""
-    parts = value.strip().split("-")
-    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
-        return None
-    try:
-        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
-    except ValueError:
-        return None
-    if not trace_id or not span_id:
-        return None
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & 1))
-
-
-def _parent(context: SpanContext | None) -> Any:
-    """An OpenTelemetry Context whose current span is ``context`` (None: a root span)."""
-    if context is None:
-        return None
-    return trace.set_span_in_context(trace.NonRecordingSpan(context))
 
 
 def _named(kind: str, name: str, version: str) -> str:
@@ -144,7 +119,7 @@ class WorkflowTracing:
         instance_id = es.workflowInstance.instanceId
         span = self.tracer.start_span(
             _named("create_orchestration", es.name, es.version.value),
-            context=_parent(parse_traceparent(parent.traceParent) if parent else None),
+            context=parent_context(parse_traceparent(parent.traceParent) if parent else None),
             kind=SpanKind.CLIENT,
             attributes={
                 "durabletask.type": "orchestration",
@@ -355,6 +330,7 @@ class WorkflowTracing:
     # -- the API edge ----------------------------------------------------------------------------
 
     def interceptor(self) -> grpc.aio.ServerInterceptor:
+        """The API calls' spans (sidecar/tracing_api.py), on the same exporters."""
         return TraceInterceptor(self.api_tracer)
 
 
@@ -380,56 +356,3 @@ def _started_context(started: pb.HistoryEvent | None) -> SpanContext | None:
     except ValueError:
         return None
     return SpanContext(parent.trace_id, span_id, is_remote=True, trace_flags=SAMPLED)
-
-
-class TraceInterceptor(grpc.aio.ServerInterceptor):
-    """A span per API call that belongs to a trace (its gRPC metadata carries ``traceparent``),
-    and for every StartInstance, which begins a workflow's trace: daprd's gRPC tracing
-    middleware (pkg/diagnostics/grpc_tracing.go) names it after the method, kind CLIENT, with
-    ``dapr.api`` and ``dapr.protocol``. daprd also makes a root trace of every other call (a
-    worker's completions, status reads); those describe no workflow and are left out here."""
-
-    def __init__(self, tracer: trace.Tracer) -> None:
-        self.tracer = tracer
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        incoming = ""
-        for key, value in details.invocation_metadata or ():
-            if key == "traceparent":
-                incoming = value if isinstance(value, str) else value.decode()
-        method = details.method
-        if not incoming and method != START_INSTANCE:
-            return handler
-        behavior = handler.unary_unary
-        tracer = self.tracer
-
-        async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            span = tracer.start_span(
-                method, context=_parent(parse_traceparent(incoming)), kind=SpanKind.CLIENT
-            )
-            own = span.get_span_context()
-            token = API_CALL_TRACE.set(
-                pb.TraceContext(
-                    traceParent=to_traceparent(own.trace_id, own.span_id, own.trace_flags)
-                )
-            )
-            try:
-                return await behavior(request, context)
-            except BaseException:
-                span.set_status(Status(StatusCode.ERROR))
-                raise
-            finally:
-                API_CALL_TRACE.reset(token)
-                span.set_attributes({"dapr.api": method, "dapr.protocol": "grpc"})
-                span.end()
-
-        return grpc.unary_unary_rpc_method_handler(
-            traced, handler.request_deserializer, handler.response_serializer
-        )
