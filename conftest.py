@@ -1,7 +1,7 @@
-"""For the whole suite: every ``WorkflowRuntime`` a test starts is stopped by the end of its
-teardown. One left running keeps retrying its sidecar's port, long gone, for the rest of the
-run ("Connection failed, retrying in 15.00 seconds"), and the next failure it causes is
-blamed on some other test."""
+"""For the whole suite: one real Zipkin server per session, and the guard that every
+``WorkflowRuntime`` a test starts is stopped by the end of its teardown. One left running keeps
+retrying its sidecar's port, long gone, for the rest of the run ("Connection failed, retrying in
+15.00 seconds"), and the next failure it causes is blamed on some other test."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
+from sidecar.tests.zipkin import Zipkin, zipkin_server
 
 # dapr.ext.workflow's worker runs its work-item stream on a thread of this name.
 RUN_LOOP_THREAD = "WorkerRunLoop"
@@ -43,3 +45,10 @@ def _stop_workers_of(threads: set[threading.Thread]) -> None:
     for worker in gc.get_objects():
         if isinstance(worker, TaskHubGrpcWorker) and worker._runLoop in threads:
             worker.stop()
+
+
+@pytest.fixture(scope="session")
+def zipkin() -> Iterator[Zipkin]:
+    """zipkin-server on a free loopback port (tools/zipkin.sh; needs a JDK), for the session."""
+    with zipkin_server() as server:
+        yield server

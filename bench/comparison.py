@@ -9,11 +9,12 @@ time of every process of the configuration over that phase).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,7 +24,7 @@ import psutil
 
 from bench import dapr_runs, report
 from bench.dapr_runs import LoadResult
-from bench.util import CpuMark, percentile
+from bench.util import PYTHON, CpuMark, free_port, percentile, spawn, stop_process, wait_port
 
 Row = dict[str, Any]
 Runner = Callable[[str, int, argparse.Namespace, Path, IO[Any]], Row]
@@ -104,25 +105,58 @@ def run_dapr(
     log: IO[Any],
     *,
     backend: str,
+    sampling_rate: str | None = None,
 ) -> Row:
     """dapr.ext.workflow's workers and client against ``backend``: the sidecar on a ``file``,
-    the sidecar ``memory`` (``--db :memory:``), or the SDK ``floor``."""
+    the sidecar ``memory`` (``--db :memory:``), or the SDK ``floor``. ``sampling_rate``: the
+    sidecar traces (``--config``) at that rate, exporting to ``bench.span_sink``."""
     db = ":memory:" if backend == "memory" else str(workdir / f"{config}-{workers}.db")
     floor = backend == "floor"
-    with dapr_runs.SidecarSystem(db=db, workers=workers, log=log, floor=floor).start() as system:
-        port = system.port
-        warm_lanes = max(1, min(args.warmup, args.inflight))
-        warm = dapr_runs.run(
-            lambda c: dapr_runs.closed_loop(c, "warm", args.warmup, warm_lanes), port
+    with contextlib.ExitStack() as stack:
+        sidecar_args: list[str] = []
+        if sampling_rate is not None:
+            config_file = stack.enter_context(span_sink(workdir, sampling_rate, log))
+            sidecar_args = ["--config", str(config_file)]
+        system = dapr_runs.SidecarSystem(
+            db=db, workers=workers, log=log, floor=floor, sidecar_args=sidecar_args
         )
-        seq = dapr_runs.run(lambda c: dapr_runs.sequential(c, "seq", args.sequential), port)
-        system.check_alive()
-        with Measure({**system.pids(), "client": [os.getpid()]}) as m:
-            load = dapr_runs.run(
-                lambda c: dapr_runs.closed_loop(c, "tp", args.workflows, args.inflight), port
-            )
-        system.check_alive()
-        rss = system.peak_rss()
+        row = _run_dapr_system(stack.enter_context(system.start()), config, workers, args)
+    return row
+
+
+@contextlib.contextmanager
+def span_sink(workdir: Path, sampling_rate: str, log: IO[Any]) -> Iterator[Path]:
+    """A Dapr Configuration tracing at ``sampling_rate`` to a span sink started for it."""
+    port = free_port()
+    sink = spawn([PYTHON, "-m", "bench.span_sink", "--port", str(port)], log)
+    try:
+        wait_port(port, sink)
+        config = workdir / f"tracing-{sampling_rate}.yaml"
+        config.write_text(
+            "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: bench\n"
+            f'spec:\n  tracing:\n    samplingRate: "{sampling_rate}"\n    zipkin:\n'
+            f'      endpointAddress: "http://127.0.0.1:{port}/api/v2/spans"\n'
+        )
+        yield config
+    finally:
+        stop_process(sink)
+
+
+def _run_dapr_system(
+    system: dapr_runs.SidecarSystem, config: str, workers: int, args: argparse.Namespace
+) -> Row:
+    """Warm-up, sequential and throughput runs of the order workflow on a started system."""
+    port = system.port
+    warm_lanes = max(1, min(args.warmup, args.inflight))
+    warm = dapr_runs.run(lambda c: dapr_runs.closed_loop(c, "warm", args.warmup, warm_lanes), port)
+    seq = dapr_runs.run(lambda c: dapr_runs.sequential(c, "seq", args.sequential), port)
+    system.check_alive()
+    with Measure({**system.pids(), "client": [os.getpid()]}) as m:
+        load = dapr_runs.run(
+            lambda c: dapr_runs.closed_loop(c, "tp", args.workflows, args.inflight), port
+        )
+    system.check_alive()
+    rss = system.peak_rss()
     load.errors = warm.errors + load.errors
     row = make_row(config, workers, args, seq, load, m, rss)
     row["sidecar_start_s"] = round(system.started_in_s, 2)
@@ -171,6 +205,17 @@ CONFIGURATIONS: dict[str, Configuration] = {
     ),
     "sidecar-memory": Configuration(
         "sidecar, --db :memory: (reference)", partial(run_dapr, backend="memory")
+    ),
+    # Tracing's cost (docs/performance.md): the durable sidecar with a Configuration at
+    # samplingRate 0 (tracing off, as no configuration) and at 1 (every workflow's spans made
+    # and exported to bench.span_sink, a collector that drops them).
+    "sidecar-traced-0": Configuration(
+        "sidecar, durable, tracing samplingRate 0",
+        partial(run_dapr, backend="file", sampling_rate="0"),
+    ),
+    "sidecar-traced-1": Configuration(
+        "sidecar, durable, tracing samplingRate 1",
+        partial(run_dapr, backend="file", sampling_rate="1"),
     ),
     report.REFERENCE: Configuration(
         "SDK floor: a backend doing nothing", partial(run_dapr, backend="floor")

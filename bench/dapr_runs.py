@@ -60,6 +60,7 @@ class SidecarSystem:
             command = [PYTHON, "-m", "bench.sdk_floor", "--port", str(self.port)]
         else:
             command = [PYTHON, "-m", "sidecar", "--grpc-port", str(self.port), "--db", self.db]
+            command += ["--metrics-port", "off"]  # rows with metrics say so in sidecar_args
             command += ["--log-level", "warning", *self.sidecar_args]
         try:
             self.sidecar = spawn(command, self.log)

@@ -49,6 +49,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.fixture(autouse=True)
+def _no_shared_ports_or_collectors(settings: Any) -> None:
+    """What runworker reads by default (config/dapr-config.yaml exports to Zipkin on 9411, the
+    sidecar's metrics take daprd's 9090) is shared by the whole machine: tests that want
+    tracing or metrics configure their own."""
+    settings.DAPR_CONFIG = ""
+    settings.WORKFLOW_METRICS_PORT = None
+
+
 @pytest.fixture
 def workflow_engine(tmp_path: Any, transactional_db: None) -> Iterator[WorkflowEngine]:
     # With this installation's token, as runworker starts it: the app's clients must send it.

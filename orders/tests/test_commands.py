@@ -83,6 +83,9 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="ordersite.settings",
         MANAGER_PASSWORD="pw-manager-123",
         PYTHONUNBUFFERED="1",
+        # Not the machine's Zipkin on 9411 nor daprd's metrics port 9090 (conftest.py).
+        DAPR_CONFIG="",
+        WORKFLOW_METRICS_PORT="off",
         **extra,
     )
     return env

@@ -291,6 +291,9 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+SIDECAR_COMMAND = (sys.executable, "-m", "sidecar", "--metrics-port", "off")
+
+
 def spawn_sidecar(
     port: int,
     db: Path,
@@ -304,7 +307,8 @@ def spawn_sidecar(
     out: Any = subprocess.PIPE if log is None else open(log, "ab")  # noqa: SIM115
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "--grpc-port", str(port), "--db", str(db), *args],
+            # No metrics endpoint unless a test asks: daprd's default port 9090 is shared.
+            [*SIDECAR_COMMAND, "--grpc-port", str(port), "--db", str(db), *args],
             cwd=REPO_ROOT,
             env=env or subprocess_env(),
             stdout=out,
