@@ -123,6 +123,18 @@ def clerk(db: None) -> User:
     return User.objects.get(pk=user.pk)
 
 
+@pytest.fixture
+def alice(db: None) -> User:
+    """A customer."""
+    return User.objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def bob(db: None) -> User:
+    """Another customer."""
+    return User.objects.create_user("bob", password="pw-bob-12345")
+
+
 def stock(item: InventoryItem) -> tuple[int, int, int]:
     item.refresh_from_db()
     return item.on_hand, item.reserved, item.sold
