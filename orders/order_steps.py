@@ -63,10 +63,10 @@ class _Walk:
         self.steps.append(Step(key, label, "stopped", self.started_at, ended_at, note))
         self.stopped = True
 
-    def reach(self, key: str, label: str, current_label: str) -> None:
+    def reach(self, key: str, current_label: str, failed_label: str) -> None:
         """A step without its record: the order is on it, or stopped on it (final)."""
         if self.order.is_final:
-            self._stopped_unannounced(key, label)
+            self._stopped_unannounced(key, failed_label)
         else:
             self.steps.append(Step(key, current_label, "current", self.started_at))
             self.stopped = True
@@ -77,7 +77,7 @@ class _Walk:
         undone = _undone(self)
         if failed is not None:
             why = failed.detail or "the workflow stopped"
-            self.stop(key, f"{label}: failed", failed.created_at, _sentence(why, undone))
+            self.stop(key, label, failed.created_at, _sentence(why, undone))
         elif cancelled is not None:
             why = cancelled.detail or cancelled.message
             self.stop(key, "Cancelled", cancelled.created_at, _sentence(why, undone))
@@ -101,7 +101,7 @@ def order_steps(
     if RECEIVED in events:
         walk.done(RECEIVED, "Received", events[RECEIVED].created_at)
     else:
-        walk.reach(RECEIVED, "Received", "Waiting for the workflow to pick the order up")
+        walk.reach(RECEIVED, "Waiting for the workflow to pick the order up", "Failed")
     if not walk.stopped:
         _reserve(walk)
     # The threshold may have changed since a finished order ran: only its record says whether
@@ -110,9 +110,9 @@ def order_steps(
         APPROVAL_REQUESTED in events or (needs_approval and not order.is_final)
     ):
         _approval(walk)
-    for key, label, current in (
-        ("payment", "Paid", "Taking the payment"),
-        ("deduct", "Inventory updated", "Updating the inventory"),
+    for key, label, current, failed in (
+        ("payment", "Paid", "Taking the payment", "Payment failed"),
+        ("deduct", "Inventory updated", "Updating the inventory", "Inventory update failed"),
     ):
         if walk.stopped:
             break
@@ -121,12 +121,12 @@ def order_steps(
             note = money(record.amount) if key == "payment" else f"{record.quantity} sold"
             walk.done(key, label, record.created_at, note)
         else:
-            walk.reach(key, label, current)
+            walk.reach(key, current, failed)
     if not walk.stopped:
         if COMPLETED in events:
             walk.done(COMPLETED, "Completed", events[COMPLETED].created_at)
         else:
-            walk.reach(COMPLETED, "Completed", "Completing")
+            walk.reach(COMPLETED, "Completing", "Failed")
     return walk.steps + _pending(walk, needs_approval)
 
 
@@ -137,7 +137,7 @@ def _reserve(walk: _Walk) -> None:
     elif short is not None:
         walk.stop("reserve", "Not enough stock", short.created_at, short.message)
     else:
-        walk.reach("reserve", "Stock reserved", "Reserving stock")
+        walk.reach("reserve", "Reserving stock", "Reservation failed")
 
 
 def _approval(walk: _Walk) -> None:
@@ -153,7 +153,7 @@ def _approval(walk: _Walk) -> None:
         note = _sentence("No manager decided before the approval window closed", undone)
         walk.stop("approval", "Timed out", events[TIMED_OUT].created_at, note)
     else:
-        walk.reach("approval", "Manager's approval", "Awaiting a manager's approval")
+        walk.reach("approval", "Awaiting a manager's approval", "Not approved")
 
 
 def _pending(walk: _Walk, needs_approval: bool) -> list[Step]:
@@ -187,7 +187,9 @@ def _undone(walk: _Walk) -> list[str]:
 
 
 def _sentence(why: str, undone: list[str]) -> str:
+    """ "card declined", ["3 Cars returned to stock"] -> "Card declined. 3 Cars returned to stock."."""
     why = why.rstrip(".!")
+    why = f"{why[:1].upper()}{why[1:]}"
     if not undone:
         return f"{why}."
     then = "; ".join(undone)

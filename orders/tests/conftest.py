@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -51,10 +52,16 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
 
 @pytest.fixture
 def workflow_engine(tmp_path: Any, transactional_db: None) -> Iterator[WorkflowEngine]:
+    with engine_running(str(tmp_path / "workflows.db")) as engine:
+        yield engine
+
+
+@contextmanager
+def engine_running(db_path: str) -> Iterator[WorkflowEngine]:
+    """A real embedded sidecar on ``db_path`` and a real WorkflowRuntime, for as long as the
+    block runs (a test's, or a browser test module's: see test_browser_shop.py)."""
     # With this installation's token, as runworker starts it: the app's clients must send it.
-    sidecar = Sidecar(
-        db_path=str(tmp_path / "workflows.db"), grpc_port=0, api_token=settings.DAPR_API_TOKEN
-    )
+    sidecar = Sidecar(db_path=db_path, grpc_port=0, api_token=settings.DAPR_API_TOKEN)
     sidecar.start()
     workflow_client.use_address(sidecar.grpc_address)
     runtime = runtime_create(sidecar.grpc_address)
