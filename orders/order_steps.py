@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from django.utils.text import Truncator
+
 from orders.models import LedgerEntry, Order, OrderEvent, money
 
 State = Literal["done", "current", "pending", "stopped"]
@@ -76,7 +78,8 @@ class _Walk:
         failed, cancelled = self.events.get(FAILED), self.events.get(CANCELLED)
         undone = _undone(self)
         if failed is not None:
-            why = failed.detail or "the workflow stopped"
+            # The error as the failed activity raised it, cut to what a page can show.
+            why = Truncator(failed.detail).chars(300) or "the workflow stopped"
             self.stop(key, label, failed.created_at, _sentence(why, undone))
         elif cancelled is not None:
             why = cancelled.detail or cancelled.message
