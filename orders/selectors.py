@@ -44,13 +44,6 @@ def order_list(*, user: User, status: str | None = None) -> QuerySet[Order]:
     return orders
 
 
-def order_get(*, order_id: str) -> Order:
-    try:
-        return Order.objects.select_related("item", "decided_by").get(pk=order_id)
-    except Order.DoesNotExist:
-        raise OrderNotFound(f"There is no order {order_id}.") from None
-
-
 def order_get_visible(*, order_id: str, user: User) -> Order:
     """The order, if ``user`` may see it; another customer's order is as unknown as a missing
     one (``OrderNotFound``), so its id reveals nothing."""

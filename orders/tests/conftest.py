@@ -50,6 +50,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def sdk_settings_left_as_found() -> Iterator[None]:
+    """orders.workflow_client hands this installation's API token to the SDK's process-wide
+    settings (``dapr.conf.settings``), where it overrides ``DAPR_API_TOKEN`` from the environment
+    for the rest of the process. pytest-django runs database tests first, so without this the
+    sidecar's own tests that run later (and set the variable) would send this token instead."""
+    from dapr.conf import settings as dapr_settings
+
+    before = dict(vars(dapr_settings))
+    yield
+    vars(dapr_settings).clear()
+    vars(dapr_settings).update(before)
+
+
 @pytest.fixture
 def workflow_engine(tmp_path: Any, transactional_db: None) -> Iterator[WorkflowEngine]:
     with engine_running(str(tmp_path / "workflows.db")) as engine:
