@@ -164,7 +164,8 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "orders:login"
+LOGIN_REDIRECT_URL = "orders:create"
 
 # --- login throttling (django-axes) -------------------------------------------------------------
 # After AXES_FAILURE_LIMIT wrong passwords in a row for one username from one address, that pair

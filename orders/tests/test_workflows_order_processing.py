@@ -187,6 +187,7 @@ def test_update_failure_after_payment_refunds(workflow_engine, shop, monkeypatch
     assert stock(cars) == (20, 0, 0)
     assert ledger(order) == ["reserve", "payment", "refund", "release"]
     assert timeline(order)[-1] == f"Order {order.id} Failed!"
+    assert order.events.get(step="failed").detail == "warehouse system down"
 
 
 def test_payment_failure_releases_without_refund(workflow_engine, shop, monkeypatch):
@@ -202,6 +203,8 @@ def test_payment_failure_releases_without_refund(workflow_engine, shop, monkeypa
     assert stock(cars) == (20, 0, 0)
     assert ledger(order) == ["reserve", "release"]
     assert timeline(order)[-1] == f"Order {order.id} Failed!"
+    # Why, for the order page: the failed activity's error, as the workflow received it.
+    assert order.events.get(step="failed").detail == "card declined"
 
 
 def test_cancel_while_awaiting_approval(workflow_engine, shop):

@@ -69,6 +69,7 @@ def notify_activity(ctx: Any, notification: dict[str, Any]) -> None:
         message=notification["message"],
         status=notification.get("status"),
         result=notification.get("result"),
+        detail=notification.get("detail") or "",
     )
 
 
