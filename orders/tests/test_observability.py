@@ -56,10 +56,27 @@ class Site:
         with self.opener.open(self.url + path, data=data, timeout=30) as response:
             return response.geturl(), response.read().decode()
 
+    def log_in(self) -> None:
+        """Log in on the shop's login page as the manager `seed` made (staff may order too)."""
+        url, login = self.get("/accounts/login/")
+        self.post(
+            "/accounts/login/",
+            {
+                "csrfmiddlewaretoken": hidden(login, "csrfmiddlewaretoken"),
+                "username": "manager",
+                "password": MANAGER_PASSWORD,
+            },
+        )
+
     def place_order(self, item: str, quantity: int) -> str:
         """Fill in and send the order form, as the browser does; returns the order's id."""
-        _, page = self.get("/")
-        (item_id,) = re.findall(rf'<option value="(\d+)"[^>]*>{item} \(', page)
+        url, page = self.get("/")
+        if "/accounts/login/" in url:
+            self.log_in()
+            url, page = self.get("/")
+        (item_id,) = re.findall(
+            rf'value="(\d+)"[^>]*>\s*<span class="item-name">{item}</span>', page
+        )
         url, _ = self.post(
             "/",
             {
