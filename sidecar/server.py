@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from .dapr.components import ComponentsError, load_state_store_names
 from .dapr.runtime_grpc import add_dapr_servicer
@@ -114,18 +115,39 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return handler
-        return _refusing_handler(handler)
+        why = (
+            "authentication error: api token mismatch"
+            if given
+            else ("missing api token in request metadata")
+        )
+        return _refusing_handler(handler, why)
 
 
-def _refusing_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _refusal(why: str) -> tuple[tuple[str, bytes], ...]:
+    """daprd's refusal: "Unauthorized", with an ErrorInfo that says why (the words of its
+    HTTP API's 401) - as tests/realdapr sees daprd 1.18 answer."""
+    status = status_pb2.Status(
+        code=grpc.StatusCode.UNAUTHENTICATED.value[0], message="Unauthorized"
+    )
+    status.details.add().Pack(
+        error_details_pb2.ErrorInfo(
+            reason="Unauthorized",
+            domain="dapr.io",
+            metadata={"http.error_message": why, "http.code": "401"},
+        )
+    )
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+def _refusing_handler(handler: grpc.RpcMethodHandler, why: str) -> grpc.RpcMethodHandler:
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(
-            grpc.StatusCode.UNAUTHENTICATED, "authentication error: api token mismatch"
+            grpc.StatusCode.UNAUTHENTICATED, "Unauthorized", trailing_metadata=_refusal(why)
         )
 
     async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(
-            grpc.StatusCode.UNAUTHENTICATED, "authentication error: api token mismatch"
+            grpc.StatusCode.UNAUTHENTICATED, "Unauthorized", trailing_metadata=_refusal(why)
         )
         yield  # pragma: no cover - makes this an async generator
 

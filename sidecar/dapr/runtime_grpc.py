@@ -45,7 +45,9 @@ _CONCURRENCY = {
 
 
 async def abort(context: grpc.aio.ServicerContext, exc: SidecarError) -> NoReturn:
-    """End the call with ``exc`` as daprd would: status code, message, ErrorInfo detail."""
+    """End the call with ``exc`` as daprd would: status code, message, ErrorInfo detail.
+    (daprd's workflow methods answer with a bare status; the sidecar adds the ErrorInfo there
+    too, with the errorCode of daprd's HTTP answer: docs/sidecar-apis.md, kept differences.)"""
     code = grpc.StatusCode[exc.code]
     message = getattr(exc, "message", str(exc))
     status = status_pb2.Status(code=code.value[0], message=message)

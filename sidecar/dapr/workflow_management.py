@@ -30,7 +30,13 @@ from dapr.proto import api_v1
 
 from sidecar.engine import status
 from sidecar.engine.interface import WorkflowEngine
-from sidecar.errors import InstanceNotFound, NotFound, PayloadTooLarge, SidecarError
+from sidecar.errors import (
+    ActiveInstanceExists,
+    InstanceNotFound,
+    NotFound,
+    PayloadTooLarge,
+    SidecarError,
+)
 
 MAX_INSTANCE_ID_BYTES = 64
 START_TIME_OPTION = "dapr.workflow.start_time"
@@ -153,9 +159,14 @@ async def workflow_start(
             scheduled_start=scheduled_start,
         )
     except SidecarError as exc:
-        raise _engine_error(
-            exc, "ERR_START_WORKFLOW", f"error starting workflow '{name}': unable to start workflow"
-        ) from exc
+        context = f"error starting workflow '{name}': unable to start workflow"
+        if isinstance(exc, ActiveInstanceExists):  # daprd's runtime API words it so
+            raise _internal(
+                "ERR_START_WORKFLOW",
+                f"{context}: failed to start workflow: rpc error: code = AlreadyExists"
+                f" desc = {exc.detail}",
+            ) from exc
+        raise _engine_error(exc, "ERR_START_WORKFLOW", context) from exc
     return started
 
 
@@ -217,7 +228,8 @@ async def workflow_raise_event(
             exc,
             "ERR_RAISE_EVENT_WORKFLOW",
             f"error raising event on workflow '{instance_id}':"
-            f" failed to raise event {event_name} on workflow {instance_id}",
+            f" failed to raise event {event_name} on workflow {instance_id}:"
+            " failed to raise event",
         ) from exc
 
 
@@ -228,7 +240,8 @@ async def workflow_pause(engine: WorkflowEngine, *, instance_id: str) -> None:
     except SidecarError as exc:
         raise _internal(
             "ERR_PAUSE_WORKFLOW",
-            f"error pausing workflow {instance_id}: failed to pause workflow {instance_id}: {exc}",
+            f"error pausing workflow {instance_id}: failed to pause workflow {instance_id}:"
+            f" failed to suspend workflow: {exc}",
         ) from exc
 
 
@@ -240,7 +253,7 @@ async def workflow_resume(engine: WorkflowEngine, *, instance_id: str) -> None:
         raise _internal(
             "ERR_RESUME_WORKFLOW",
             f"error resuming workflow {instance_id}:"
-            f" failed to resume workflow {instance_id}: {exc}",
+            f" failed to resume workflow {instance_id}: failed to resume workflow: {exc}",
         ) from exc
 
 

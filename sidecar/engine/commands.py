@@ -28,6 +28,7 @@ from sidecar.engine.status import PENDING, RUNNING, STALLED, SUSPENDED
 from sidecar.engine.timers import SCHEDULED_START
 from sidecar.engine.turns import TurnCompletion
 from sidecar.errors import (
+    ActiveInstanceExists,
     AlreadyExists,
     InstanceNotFound,
     InvalidArgument,
@@ -63,7 +64,7 @@ class ClientCommands:
             raise InvalidArgument("a workflow name is required")
         existing = self.state.instances.get(instance_id)
         if existing is not None and not existing.done:
-            raise AlreadyExists(f"an active workflow with ID '{instance_id}' already exists")
+            raise ActiveInstanceExists(instance_id)
         now = now_ns()
         execution_id = orch.new_execution_id()
         started = pb.ExecutionStartedEvent(
@@ -218,13 +219,14 @@ class ClientCommands:
             if inst.status == STALLED:
                 raise Stalled(f"workflow '{instance_id}' is stalled")
             raise NotCompleted(
-                f"failed to purge workflow state: orchestration has not yet completed: "
-                f"'{instance_id}'"
+                "failed to purge workflow state: orchestration has not yet completed"
             )
         history = self.state.stored_history(instance_id)
         if history is None:
             if root:
-                raise InstanceNotFound(instance_id, "failed to purge workflow state: ")
+                raise InstanceNotFound(
+                    instance_id, "failed to purge workflow state: failed to fetch workflow state: "
+                )
             return
         if recursive:
             for child in orch.children_of(history):
@@ -305,7 +307,7 @@ class ClientCommands:
             if started.executionStarted.HasField("input")
             else None,
             history=events,
-            action_ids=orch.scheduled_ids(events),
+            patches=orch.recorded_patches(events),
         )
         self.state.instances[new_id] = inst
         statements: list[Statement] = [sql.insert_history(new_id, 0, events)]
@@ -329,13 +331,14 @@ class ClientCommands:
                 self.state.dispatch.queue_activity(inst, event.eventId)
                 statements.append(sql.insert_activities(new_id, execution_id, [request]))
             elif kind == "timerCreated":
-                fired = orch.new_event(
-                    now,
-                    timerFired=pb.TimerFiredEvent(
-                        fireAt=event.timerCreated.fireAt, timerId=event.eventId
-                    ),
+                # Due at its own time (at once when that has passed), as daprd re-creates it:
+                # the year-9999 sentinel of the SDK's indefinite event wait must never fire.
+                fire_ns = event.timerCreated.fireAt.ToNanoseconds()
+                inst.timers[event.eventId] = fire_ns
+                self.state.timers.add(fire_ns, new_id, execution_id, event.eventId)
+                statements.append(
+                    sql.insert_timers(new_id, execution_id, [(fire_ns, event.eventId)])
                 )
-                statements.append(self.state.inbox_row(inst, fired))
             elif kind == "childWorkflowInstanceCreated":
                 child = event.childWorkflowInstanceCreated
                 if not child.instanceId.startswith(new_id):
@@ -356,6 +359,7 @@ class ClientCommands:
                     statements.extend(self.turns.start_child(inst, start, now))
         statements.append(sql.upsert_instance(inst))
         commit = self.state.write(statements)
+        self.state.timers.arm()
         self.state.dispatch.make_ready(inst)
         self.state.dispatch.schedule_pump()
         await commit

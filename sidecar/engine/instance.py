@@ -57,7 +57,7 @@ class Instance:
     inbox: list[tuple[int, pb.HistoryEvent]] = field(default_factory=list)
     activities: dict[int, pb.ActivityRequest] = field(default_factory=dict)
     timers: dict[int, int] = field(default_factory=dict)
-    action_ids: set[int] = field(default_factory=set)  # see orchestration.InstanceView
+    patches: list[str] = field(default_factory=list)  # see orchestration.InstanceView
     final_commit: asyncio.Future[Any] | None = None  # the write of its terminal state
     done: bool = False
     # What engine/payload.py measured last, so that it measures only what was added since:

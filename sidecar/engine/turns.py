@@ -53,7 +53,8 @@ class TurnCompletion:
             inst.name,
             inst.history,
             inst.suspended,
-            inst.action_ids,
+            inst.patches,
+            inst.version,
         )
         now = now_ns()
         dispatched = [e for _, e in turn.dispatched]
@@ -110,7 +111,8 @@ class TurnCompletion:
         status_before = inst.status
         first_seq = len(inst.history)
         inst.history.extend(outcome.events)
-        inst.action_ids |= orch.scheduled_ids(outcome.events)
+        if outcome.version is not None:
+            orch.merge_patches(inst.patches, outcome.version.patches)
         inst.inbox = inst.inbox[len(consumed) :]
         inst.updated_ns = now
         inst.custom_status = outcome.custom_status
@@ -209,23 +211,23 @@ class TurnCompletion:
         return statements
 
     async def _commit_stall(self, inst: Instance, stall: pb.ExecutionStalledEvent) -> None:
-        """The worker cannot run this instance (e.g. its version is not registered): record
-        the stall in history and stop dispatching it until the sidecar restarts, as daprd does.
-        The events the turn carried stay in the inbox for that next attempt."""
+        """The worker cannot run this instance (its version is not registered, a recorded patch
+        is gone): record the stall in history and stop dispatching it until a worker connects
+        or the sidecar restarts, as daprd does. The events the turn carried stay in the inbox
+        for that next attempt."""
         log.warning("workflow %s stalled: %s", inst.instance_id, stall.description)
         now = now_ns()
-        event = orch.new_event(now, executionStalled=stall)
-        seq = len(inst.history)
-        inst.history.append(event)
+        statements: list[sql.Statement] = []
+        last = inst.history[-1] if inst.history else None
+        if last is None or last.executionStalled != stall:  # daprd records a stall once
+            event = orch.new_event(now, executionStalled=stall)
+            statements.append(sql.insert_history(inst.instance_id, len(inst.history), [event]))
+            inst.history.append(event)
         inst.stalled = stall
         inst.status = STALLED
         inst.updated_ns = now
-        await self.state.write(
-            [
-                sql.insert_history(inst.instance_id, seq, [event]),
-                sql.update_after_turn(inst),
-            ]
-        )
+        statements.append(sql.update_after_turn(inst))
+        await self.state.write(statements)
         self.state.notify(inst.instance_id)
         # A termination that arrived during the stalled turn must not wait for a restart.
         for _, pending in inst.inbox:
@@ -249,7 +251,8 @@ class TurnCompletion:
             inst.name,
             inst.history,
             inst.suspended,
-            inst.action_ids,
+            inst.patches,
+            inst.version,
         )
         execution_id, first = generations.continue_as_new_events(view, inst.parent, done, now)
         for observer in self.state.observers:
@@ -259,7 +262,7 @@ class TurnCompletion:
         statements = sql.delete_generation(iid)
         inst.execution_id = execution_id
         inst.history = []
-        inst.action_ids = set()
+        inst.patches = []
         inst.inbox = []
         inst.activities.clear()
         self.state.timers.forget(inst)
