@@ -11,6 +11,7 @@ import re
 import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,14 @@ class ShopDatabase:
 
     def all_final(self, order_ids: list[str]) -> bool:
         return all(status in FINAL for status in self.statuses(order_ids).values())
+
+    def deadline_passed(self, order_id: str) -> bool:
+        """The order's approval deadline (stored in UTC) is in the past."""
+        found = self.rows("SELECT approval_deadline FROM orders_order WHERE id = ?", order_id)
+        if not found or found[0]["approval_deadline"] is None:
+            return False
+        deadline = datetime.fromisoformat(found[0]["approval_deadline"]).replace(tzinfo=UTC)
+        return deadline < datetime.now(UTC)
 
     def decided_by(self, order_id: str) -> str | None:
         found = self.rows(

@@ -25,6 +25,7 @@ from .app_run import WORKER, AppRun, wait_for
 from .processes import ControlPlane
 from .shop import (
     CUSTOMER,
+    FINAL,
     MANAGER,
     ShopDatabase,
     manager_decides,
@@ -190,11 +191,11 @@ def test_rejected_order_ends_rejected_and_its_stock_comes_back(
 
 
 def place_orders_in_flight(site: AppRun, shop: Shop, customer: Any) -> tuple[list[str], list[str]]:
-    """Two large orders waiting for a manager (a workflow parked on an event and a timer),
-    then three small ones placed in a row, some of them still running."""
-    large = [place_order(customer, site.web_url, "Computers", 1) for _ in range(2)]
+    """Three large orders waiting for a manager (each workflow parked on an event raced
+    against a timer), then three small ones placed in a row."""
+    large = [place_order(customer, site.web_url, "Computers", 1) for _ in range(3)]
     wait_for(
-        "both large orders to await approval",
+        "the large orders to await approval",
         lambda: all(shop.db.status(o) == "awaiting_approval" for o in large),
     )
     small = [place_order(customer, site.web_url, "Paperclip", n) for n in (1, 2, 3)]
@@ -204,13 +205,15 @@ def place_orders_in_flight(site: AppRun, shop: Shop, customer: Any) -> tuple[lis
 def finish_and_check(
     site: AppRun, shop: Shop, manager: Any, large: list[str], completes: list[str]
 ) -> None:
-    """The manager rejects the second large order; then every order ends as expected (the
-    first large one approved earlier, the others small), and the books agree."""
+    """The manager rejects the second large order and approves the third (the first was
+    approved while something was down); then every order ends as it should, and the books
+    agree."""
     manager_decides(manager, site.web_url, large[1], "Reject selected orders", "1 order rejected.")
+    manager_decides(manager, site.web_url, large[2], "Approve selected orders", "1 order approved.")
     everything = [*large, *completes]
     wait_for("every order to reach a final state", lambda: shop.db.all_final(everything), 240)
     assert shop.db.statuses(everything) == {
-        **dict.fromkeys([large[0], *completes], "completed"),
+        **dict.fromkeys([large[0], large[2], *completes], "completed"),
         large[1]: "rejected",
     }
     shop.db.check_books(SEED_UNITS, everything)
@@ -221,10 +224,10 @@ def test_orders_in_flight_finish_after_kill_9_of_the_workers_daprd(
 ) -> None:
     large, small = place_orders_in_flight(site, shop, customer)
     site.sidecars[WORKER].process.kill()
-    assert not shop.db.all_final(large)  # mid-workflow: they wait on an event and a timer
+    assert not any(shop.db.status(o) in FINAL for o in large)  # killed mid-workflow
 
-    # While the engine is away an order is placed (written; the sweep schedules it later) and
-    # the manager approves a large order (recorded; the sweep delivers the decision later).
+    # While the engine is away an order is placed (saved; runworker's sweep schedules it) and
+    # the manager approves a large order (recorded; the sweep delivers the decision).
     placed_meanwhile = place_order(customer, site.web_url, "Paperclip", 1)
     manager_decides(manager, site.web_url, large[0], "Approve selected orders", "1 order approved.")
     assert shop.db.status(placed_meanwhile) == "placed"
@@ -240,9 +243,10 @@ def test_orders_in_flight_finish_after_kill_9_of_the_worker(
 ) -> None:
     large, small = place_orders_in_flight(site, shop, customer)
     site.apps[WORKER].kill()  # runworker and its worker processes
-    assert not shop.db.all_final(large)
+    assert not any(shop.db.status(o) in FINAL for o in large)
 
-    # With no worker, daprd still takes the new order's workflow and the manager's decision.
+    # With no worker connected daprd holds a new workflow or an event until the client's
+    # deadline: the order page still opens at once and the decision is still recorded.
     placed_meanwhile = place_order(customer, site.web_url, "Paperclip", 1)
     manager_decides(manager, site.web_url, large[0], "Approve selected orders", "1 order approved.")
     assert shop.db.status(large[0]) == "awaiting_approval"
@@ -263,4 +267,19 @@ def test_unanswered_order_is_cancelled_when_its_approval_times_out(
     assert shop.db.status(order_id) == "cancelled"
     assert shop.db.decided_by(order_id) is None
     assert shop.db.stock()["Computers"] == before
+    shop.db.check_books(SEED_UNITS, [order_id])
+
+
+def test_approval_timer_due_while_daprd_is_down_fires_after_its_restart(
+    shop: Shop, customer: Any
+) -> None:
+    site = shop.running(SHORT_TIMEOUT)
+    order_id = place_order(customer, site.web_url, "Computers", 1)
+    wait_for_status(customer, "Awaiting approval")
+    site.sidecars[WORKER].process.kill()
+    wait_for("the approval deadline to pass", lambda: shop.db.deadline_passed(order_id), 60)
+    assert shop.db.status(order_id) == "awaiting_approval"  # nothing fired it meanwhile
+
+    site.sidecars[WORKER].start()
+    wait_for_status(customer, "Cancelled")
     shop.db.check_books(SEED_UNITS, [order_id])
