@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
+from orders import workflow_client
 from orders.exceptions import OrderNotFound
 from orders.models import FINAL_STATUSES, InventoryItem, Order, OrderEvent, OrderStatus
 
@@ -105,3 +109,171 @@ def orders_in_flight(*, older_than: timedelta) -> list[str]:
         .exclude(status__in=FINAL_STATUSES)
         .values_list("id", flat=True)
     )
+
+
+# --- the approval desk (admin) ------------------------------------------------------------------
+
+
+def orders_awaiting_decision() -> QuerySet[Order]:
+    """Orders waiting for a manager's decision, the first whose approval window closes on top.
+
+    A decision already recorded but not yet acted on by the workflow waits for the engine, not
+    for a manager, so it is not counted."""
+    return (
+        Order.objects.select_related("item")
+        .filter(status=OrderStatus.AWAITING_APPROVAL, approved__isnull=True)
+        .order_by(F("approval_deadline").asc(nulls_last=True), "created_at")
+    )
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    status: str
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class UrgentOrder:
+    order: Order
+    time_left: timedelta | None
+
+
+@dataclass(frozen=True)
+class ApprovalDesk:
+    """What the admin index tells a manager at a glance."""
+
+    awaiting: int
+    most_urgent: list[UrgentOrder]
+    today: list[StatusCount]
+    today_total: int
+
+
+def orders_today_by_status() -> list[StatusCount]:
+    """Orders placed today (the site's time zone), counted by status in the statuses' order."""
+    counts = dict(
+        Order.objects.filter(created_at__date=timezone.localdate())
+        .order_by()  # no default ordering in the GROUP BY
+        .values_list("status")
+        .annotate(count=Count("id"))
+        .values_list("status", "count")
+    )
+    return [
+        StatusCount(status=value, label=label, count=counts[value])
+        for value, label in OrderStatus.choices
+        if counts.get(value)
+    ]
+
+
+def approval_desk(*, urgent: int = 5) -> ApprovalDesk:
+    waiting = orders_awaiting_decision()
+    today = orders_today_by_status()
+    return ApprovalDesk(
+        awaiting=waiting.count(),
+        most_urgent=[
+            UrgentOrder(order=order, time_left=approval_time_left(order=order))
+            for order in waiting[:urgent]
+        ],
+        today=today,
+        today_total=sum(row.count for row in today),
+    )
+
+
+@dataclass(frozen=True)
+class EngineStep:
+    """One line of the engine's history of an order's workflow instance, as the admin shows it."""
+
+    at: datetime
+    since_start: timedelta
+    what: str
+    name: str
+    failure: str | None
+
+
+# The SDK's history event types (dapr.ext.workflow's WorkflowHistoryEventType) in words. The
+# per-turn markers (WORKFLOW_STARTED / WORKFLOW_COMPLETED: the engine's orchestratorStarted and
+# orchestratorCompleted) are left out: they mark replays, not steps of the order.
+_ENGINE_EVENT_TEXT = {
+    "EXECUTION_STARTED": "Workflow started",
+    "EXECUTION_COMPLETED": "Workflow completed",
+    "EXECUTION_TERMINATED": "Workflow terminated",
+    "EXECUTION_SUSPENDED": "Workflow suspended",
+    "EXECUTION_RESUMED": "Workflow resumed",
+    "EXECUTION_STALLED": "Workflow stalled",
+    "TASK_SCHEDULED": "Activity scheduled",
+    "TASK_COMPLETED": "Activity completed",
+    "TASK_FAILED": "Activity failed",
+    "TIMER_CREATED": "Timer created",
+    "TIMER_FIRED": "Timer fired",
+    "EVENT_RAISED": "Event received",
+    "EVENT_SENT": "Event sent",
+    "CHILD_WORKFLOW_INSTANCE_CREATED": "Child workflow started",
+    "CHILD_WORKFLOW_INSTANCE_COMPLETED": "Child workflow completed",
+    "CHILD_WORKFLOW_INSTANCE_FAILED": "Child workflow failed",
+    "CONTINUE_AS_NEW": "Continued as new",
+}
+_TURN_MARKERS = frozenset({"WORKFLOW_STARTED", "WORKFLOW_COMPLETED"})
+
+
+def order_engine_history(*, order_id: str) -> list[EngineStep] | None:
+    """The engine's history of the order's workflow instance (its id is the order's), oldest
+    first; None when the engine has no such instance (not scheduled yet, or purged).
+
+    Raises ``EngineUnavailable`` when the engine cannot be asked."""
+    events = workflow_client.workflow_history(order_id)
+    if events is None:
+        return None
+    # A completion names no activity (or child workflow); the event it closes does.
+    scheduled = {event.event_id: event.name for event in events if event.event_id >= 0}
+    shown = [event for event in events if event.kind not in _TURN_MARKERS]
+    # Offsets count from the workflow's start: daprd records the first turn's marker before
+    # executionStarted but stamps it a few milliseconds later.
+    start = next((e.at for e in shown if e.kind == "EXECUTION_STARTED"), None)
+    if start is None and shown:
+        start = shown[0].at
+    steps = []
+    for event in shown:
+        what = _ENGINE_EVENT_TEXT.get(event.kind, event.kind.replace("_", " ").capitalize())
+        if event.kind == "EXECUTION_COMPLETED" and event.failure:
+            what = "Workflow failed"
+        name = event.name or ""
+        if not name and event.scheduled_id is not None:
+            name = scheduled.get(event.scheduled_id) or ""
+        steps.append(
+            EngineStep(
+                at=event.at,
+                since_start=event.at - start if start else timedelta(0),
+                what=what,
+                name=name,
+                failure=event.failure,
+            )
+        )
+    return steps
+
+
+# daprd tags its workflow and activity spans with the instance id under this key (dapr's
+# durabletask-go, api/helpers/tracing.go); the order's id is its instance id.
+TRACE_INSTANCE_TAG = "durabletask.task.instance_id"
+
+
+def order_trace_url(*, order: Order) -> str | None:
+    """A Zipkin UI search for the order's trace, or None when tracing is off (no ZIPKIN_UI_URL).
+
+    Zipkin's UI (Lens) runs a search from its URL when it has a lookback and a limit; the range
+    starts a little before the order was placed (the web request's span comes first) and ends
+    a little after now (the link is followed later than the page is drawn)."""
+    base = settings.ZIPKIN_UI_URL.rstrip("/")
+    if not base:
+        return None
+    start = order.created_at - timedelta(minutes=5)
+    end = timezone.now() + timedelta(hours=1)
+    query = urlencode(
+        {
+            "annotationQuery": f"{TRACE_INSTANCE_TAG}={order.id}",
+            "lookback": "range",
+            "startTs": int(start.timestamp() * 1000),
+            "endTs": int(end.timestamp() * 1000),
+            "limit": 10,
+        }
+    )
+    return f"{base}/zipkin/?{query}"

@@ -16,6 +16,8 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -147,6 +149,55 @@ def workflow_terminate(instance_id: str) -> None:
         if "no such instance" in details or error.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
             return
         raise EngineUnavailable(_describe(error)) from error
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One event of a workflow instance's history as the engine recorded it.
+
+    ``kind`` is the SDK's name for the event type (``TASK_SCHEDULED``, ``TIMER_FIRED``, ...);
+    ``name`` is the activity, event or workflow it is about, where the event carries one;
+    ``scheduled_id`` pairs a completion with its ``TASK_SCHEDULED`` (whose ``event_id`` it is).
+    """
+
+    at: datetime
+    kind: str
+    name: str | None
+    event_id: int
+    scheduled_id: int | None
+    failure: str | None
+
+
+def workflow_history(instance_id: str) -> list[HistoryEvent] | None:
+    """The instance's history, oldest first; None when the engine has no such instance.
+
+    Read with the SDK's ``get_workflow_history``, the durabletask ``GetInstanceHistory`` RPC,
+    which daprd serves from Dapr 1.17 and the embedded sidecar serves too. An older daprd answers
+    UNIMPLEMENTED; that is reported as ``EngineUnavailable`` with what it needs.
+    """
+    try:
+        events = client().get_workflow_history(instance_id)
+    except NotImplementedError as error:
+        raise EngineUnavailable(
+            f"workflow engine at {engine_address()} cannot read workflow history "
+            "(Dapr 1.17 or newer can)"
+        ) from error
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+            return None
+        raise EngineUnavailable(_describe(error)) from error
+    return [
+        HistoryEvent(
+            # The SDK gives naive UTC datetimes (its WorkflowState convention).
+            at=event.timestamp.replace(tzinfo=UTC),
+            kind=event.event_type.name,
+            name=event.name,
+            event_id=event.event_id,
+            scheduled_id=event.task_scheduled_id,
+            failure=event.failure_details.message if event.failure_details else None,
+        )
+        for event in events
+    ]
 
 
 def _describe(error: grpc.RpcError) -> str:

@@ -220,6 +220,11 @@ DAPR_API_TOKEN = os.environ.get("DAPR_API_TOKEN") or (
     None if DAPR_GRPC_PORT else _kept_secret("dapr_api_token", 32)
 )
 
+# Where managers open Zipkin's UI, e.g. http://127.0.0.1:9411 (tools/zipkin.sh starts one): the
+# order's admin page links to the order's trace there. Empty (the default) means tracing is off
+# and no link is shown.
+ZIPKIN_UI_URL = os.environ.get("ZIPKIN_UI_URL", "").strip()
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -18,18 +18,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from .dapr.components import ComponentsError, load_state_store_names
 from .dapr.runtime_grpc import add_dapr_servicer
 from .dapr.runtime_http import create_app
 from .dapr.state_store import StateStore
 from .engine.core import Engine
+from .limits import MAX_BODY_BYTES
 from .storage.store import Store, StoreError
 from .taskhub import add_taskhub_servicer
 
 log = logging.getLogger("sidecar")
-
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # daprd's default --max-body-size
 
 # How long a running workflow's step may wait for that workflow's next step to share its
 # commit (and fsync) with (``Store.write``). A step is held only while a worker is about to
@@ -42,8 +42,10 @@ MAX_COMMIT_DELAY_MS = 1000.0
 FLUSH_TIMEOUT_S = 2.0
 
 GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # daprd's --max-body-size, both ways (sidecar/limits.py): a larger request is refused with
+    # RESOURCE_EXHAUSTED before it reaches a handler.
+    ("grpc.max_receive_message_length", MAX_BODY_BYTES),
+    ("grpc.max_send_message_length", MAX_BODY_BYTES),
     # The SDK pings every 30 s even when idle; accept that rather than GOAWAY the worker
     # with "too_many_pings" (the SDK's channel options: dapr.ext.workflow
     # _durabletask/internal/shared.py; daprd allows pings every 8 s: dapr/dapr
@@ -107,18 +109,39 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return handler
-        return _refusing_handler(handler)
+        why = (
+            "authentication error: api token mismatch"
+            if given
+            else ("missing api token in request metadata")
+        )
+        return _refusing_handler(handler, why)
 
 
-def _refusing_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _refusal(why: str) -> tuple[tuple[str, bytes], ...]:
+    """daprd's refusal: "Unauthorized", with an ErrorInfo that says why (the words of its
+    HTTP API's 401) - as tests/realdapr sees daprd 1.18 answer."""
+    status = status_pb2.Status(
+        code=grpc.StatusCode.UNAUTHENTICATED.value[0], message="Unauthorized"
+    )
+    status.details.add().Pack(
+        error_details_pb2.ErrorInfo(
+            reason="Unauthorized",
+            domain="dapr.io",
+            metadata={"http.error_message": why, "http.code": "401"},
+        )
+    )
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+def _refusing_handler(handler: grpc.RpcMethodHandler, why: str) -> grpc.RpcMethodHandler:
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(
-            grpc.StatusCode.UNAUTHENTICATED, "authentication error: api token mismatch"
+            grpc.StatusCode.UNAUTHENTICATED, "Unauthorized", trailing_metadata=_refusal(why)
         )
 
     async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(
-            grpc.StatusCode.UNAUTHENTICATED, "authentication error: api token mismatch"
+            grpc.StatusCode.UNAUTHENTICATED, "Unauthorized", trailing_metadata=_refusal(why)
         )
         yield  # pragma: no cover - makes this an async generator
 

@@ -18,7 +18,7 @@ from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grp
 from dapr.ext.workflow._durabletask.internal import protos as pb
 from google.protobuf import empty_pb2
 
-from sidecar.engine.instance import check_instance_id
+from sidecar.engine.instance import check_instance_id, check_timestamp
 from sidecar.engine.interface import TaskHubEngine
 from sidecar.engine.status import InstanceInfo
 from sidecar.errors import SidecarError
@@ -94,6 +94,10 @@ class TaskHubServicer(stubs.TaskHubSidecarServiceServicer):
     ) -> pb.CreateInstanceResponse:
         scheduled = None
         if request.HasField("scheduledStartTimestamp"):
+            await run_engine(
+                context,
+                lambda: check_timestamp(request.scheduledStartTimestamp, "scheduledStartTimestamp"),
+            )
             scheduled = request.scheduledStartTimestamp.ToDatetime(tzinfo=UTC)
         instance_id = await call_engine(
             context,

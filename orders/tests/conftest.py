@@ -89,6 +89,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
         lambda instance_id: calls.append(("terminate", instance_id)),
     )
     monkeypatch.setattr(workflow_client, "workflow_state", lambda instance_id: None)
+    monkeypatch.setattr(workflow_client, "workflow_history", lambda instance_id: None)
     return calls
 
 
@@ -141,3 +142,14 @@ def paid_order(item: InventoryItem, *, shipped: bool = False) -> Order:
     if shipped:
         inventory_deduct(order_id=order.id)
     return order
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The web fuzz tests' counts (orders/tests/test_fuzz_web.py), when they ran."""
+    from orders.tests.test_fuzz_web import COUNTS, SECONDS
+
+    if not COUNTS:
+        return
+    terminalreporter.section("web fuzz")
+    for name, count in COUNTS.items():
+        terminalreporter.write_line(f"{name}: {count} examples in {SECONDS.get(name, 0):.1f} s")

@@ -22,7 +22,7 @@ from google.protobuf import empty_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from sidecar.dapr import workflow_management as wf
-from sidecar.dapr.metadata import runtime_metadata
+from sidecar.dapr.metadata import runtime_metadata, set_extended_metadata
 from sidecar.dapr.state_store import (
     FIRST_WRITE,
     LAST_WRITE,
@@ -44,12 +44,15 @@ _CONCURRENCY = {
 }
 
 
-async def abort(context: grpc.aio.ServicerContext, exc: SidecarError) -> NoReturn:
-    """End the call with ``exc`` as daprd would: status code, message, ErrorInfo detail."""
+async def abort(
+    context: grpc.aio.ServicerContext, exc: SidecarError, *, error_info: bool = True
+) -> NoReturn:
+    """End the call with ``exc`` as daprd would: status code, message, ErrorInfo detail.
+    daprd's workflow methods answer with a bare status (``error_info=False``): no detail."""
     code = grpc.StatusCode[exc.code]
     message = getattr(exc, "message", str(exc))
     status = status_pb2.Status(code=code.value[0], message=message)
-    reason = getattr(exc, "reason", None)
+    reason = getattr(exc, "reason", None) if error_info else None
     if reason:
         status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain="dapr.io"))
     await context.abort(
@@ -78,7 +81,7 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
                 options=dict(request.options),
             )
         except SidecarError as exc:
-            await abort(context, wf.as_api_error(exc))
+            await abort(context, wf.as_api_error(exc), error_info=False)
         return api_v1.StartWorkflowResponse(instance_id=instance_id)
 
     async def GetWorkflowBeta1(  # noqa: N802
@@ -87,7 +90,7 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
         try:
             response = await wf.workflow_get(self.engine, instance_id=request.instance_id)
         except SidecarError as exc:
-            await abort(context, wf.as_api_error(exc))
+            await abort(context, wf.as_api_error(exc), error_info=False)
         # daprd ≥1.16: an unknown instance is OK with only the instance ID set.
         return response or api_v1.GetWorkflowResponse(instance_id=request.instance_id)
 
@@ -228,7 +231,10 @@ class DaprServicer(dapr_pb2_grpc.DaprServicer):
     async def SetMetadata(  # noqa: N802
         self, request: api_v1.SetMetadataRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        self.extended[request.key] = request.value
+        try:
+            set_extended_metadata(self.extended, request.key, request.value)
+        except SidecarError as exc:
+            await abort(context, exc)
         return empty_pb2.Empty()
 
 
@@ -250,10 +256,11 @@ def _delete_request(item: common_v1.StateItem) -> DeleteRequest:
 
 
 async def _empty(context: grpc.aio.ServicerContext, call: Awaitable[None]) -> empty_pb2.Empty:
+    """A workflow method with an empty answer; its errors carry no ErrorInfo, as daprd's."""
     try:
         await call
     except SidecarError as exc:
-        await abort(context, wf.as_api_error(exc))
+        await abort(context, wf.as_api_error(exc), error_info=False)
     return empty_pb2.Empty()
 
 

@@ -21,7 +21,6 @@ Routes, bodies, status codes and error bodies follow daprd (``pkg/api/http``):
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,10 +29,21 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from sidecar.dapr import workflow_management as wf
-from sidecar.dapr.metadata import runtime_metadata
+from sidecar.dapr.http_bodies import (
+    MalformedRequest,
+    as_object,
+    as_text,
+    compact_json,
+    concurrency,
+    is_strict_json,
+    optional_text_field,
+    read_json,
+    read_raw,
+    set_request,
+    text_field,
+)
+from sidecar.dapr.metadata import runtime_metadata, set_extended_metadata
 from sidecar.dapr.state_store import (
-    FIRST_WRITE,
-    LAST_WRITE,
     DeleteRequest,
     SetRequest,
     StateEntry,
@@ -42,10 +52,10 @@ from sidecar.dapr.state_store import (
 )
 from sidecar.engine.interface import WorkflowEngine
 from sidecar.errors import SidecarError
+from sidecar.limits import MAX_BODY_BYTES
 
 log = logging.getLogger("sidecar.http")
 
-MAX_BODY_BYTES = 4 * 1024 * 1024  # daprd's default --max-body-size (4Mi)
 WORKFLOW_VERSIONS = ("v1.0", "v1.0-beta1", "v1.0-alpha1")
 TOKEN_HEADER = "dapr-api-token"
 _TOKEN_EXEMPT = frozenset({"v1.0/healthz", "v1.0/healthz/outbound"})
@@ -53,24 +63,12 @@ _TOKEN_EXEMPT = frozenset({"v1.0/healthz", "v1.0/healthz/outbound"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
 def _json_response(text: str, status: int = 200) -> web.Response:
     # Bytes, not text: aiohttp would add "; charset=utf-8", daprd sends plain application/json.
-    return web.Response(body=text.encode(), status=status, content_type="application/json")
-
-
-class MalformedRequest(SidecarError):
-    code = "INVALID_ARGUMENT"
-    http_status = 400
-    error_code = "ERR_MALFORMED_REQUEST"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.reason = self.error_code
+    # A message may quote a header, which aiohttp decodes with surrogate escapes for bytes that
+    # are not UTF-8: those go out as "?" rather than fail the answer.
+    body = text.encode("utf-8", errors="replace")
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def error_response(exc: SidecarError) -> web.Response:
@@ -90,7 +88,7 @@ def error_response(exc: SidecarError) -> web.Response:
                 "metadata": None,
             }
         ]
-    return _json_response(_dumps(body), status=getattr(exc, "http_status", 500))
+    return _json_response(compact_json(body), status=getattr(exc, "http_status", 500))
 
 
 def _token_middleware(token: str) -> Any:
@@ -98,7 +96,9 @@ def _token_middleware(token: str) -> Any:
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         exempt = request.method == "GET" and request.path.strip("/") in _TOKEN_EXEMPT
         given = request.headers.get(TOKEN_HEADER, "")
-        if not exempt and not hmac.compare_digest(given.encode(), token.encode()):
+        # surrogateescape: aiohttp decodes header bytes that are not UTF-8 that way.
+        given_bytes = given.encode("utf-8", errors="surrogateescape")
+        if not exempt and not hmac.compare_digest(given_bytes, token.encode()):
             return web.Response(status=401, text="invalid api token\n")
         return await handler(request)
 
@@ -166,9 +166,9 @@ class _Routes:
             self.engine,
             instance_id=request.query.get("instanceID", ""),
             name=request.match_info["name"],
-            input=await request.read(),
+            input=await read_raw(request),
         )
-        return _json_response(_dumps({"instanceID": instance_id}), status=202)
+        return _json_response(compact_json({"instanceID": instance_id}), status=202)
 
     async def workflow_get(self, request: web.Request) -> web.Response:
         instance_id = request.match_info["instance_id"]
@@ -180,7 +180,7 @@ class _Routes:
                 "ERR_INSTANCE_ID_NOT_FOUND",
                 f"unable to find workflow with the provided instance ID: {instance_id}",
             )
-        return _json_response(_dumps(json_format.MessageToDict(response)))
+        return _json_response(compact_json(json_format.MessageToDict(response)))
 
     async def workflow_terminate(self, request: web.Request) -> web.Response:
         await wf.workflow_terminate(self.engine, instance_id=request.match_info["instance_id"])
@@ -203,7 +203,7 @@ class _Routes:
             self.engine,
             instance_id=request.match_info["instance_id"],
             event_name=request.match_info["event"],
-            event_data=await request.read(),
+            event_data=await read_raw(request),
         )
         return _accepted()
 
@@ -212,15 +212,15 @@ class _Routes:
     async def state_save(self, request: web.Request) -> web.Response:
         store = request.match_info["store"]
         self.state.check_store(store)
-        body = await _json_body(request, prefix="")
+        body = await read_json(request, prefix="")
         if not isinstance(body, list):
             raise MalformedRequest("the request body must be a JSON array of state items")
         items = []
         for entry in body:
-            item = _object(entry, "state item")
+            item = as_object(entry, "state item")
             if not item.get("key"):
                 raise MalformedRequest('"key" is a required field')
-            items.append(_set_request(item))
+            items.append(set_request(item))
         await self.state.save(store, items)
         return web.Response(status=204)
 
@@ -249,30 +249,33 @@ class _Routes:
     async def state_bulk(self, request: web.Request) -> web.Response:
         store = request.match_info["store"]
         self.state.check_store(store)
-        body = _object(await _json_body(request), "request body")
+        body = as_object(await read_json(request), "request body")
         keys = body.get("keys") or []
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        if not isinstance(keys, list):
             raise MalformedRequest('failed deserializing HTTP body: "keys" must be strings')
-        entries = await self.state.get_bulk(store, keys)
+        entries = await self.state.get_bulk(store, [as_text(k, "keys") for k in keys])
         return _json_response("[" + ",".join(_bulk_item(e) for e in entries) + "]")
 
     async def state_transaction(self, request: web.Request) -> web.Response:
         store = request.match_info["store"]
         self.state.check_store(store)
-        body = _object(await _json_body(request), "request body")
+        body = as_object(await read_json(request), "request body")
+        entries = body.get("operations") or []
+        if not isinstance(entries, list):
+            raise MalformedRequest('failed deserializing HTTP body: "operations" must be an array')
         operations: list[SetRequest | DeleteRequest] = []
-        for entry in body.get("operations") or []:
-            operation = _object(entry, "operation")
+        for entry in entries:
+            operation = as_object(entry, "operation")
             kind = operation.get("operation")
-            inner = _object(operation.get("request") or {}, "operation request")
+            inner = as_object(operation.get("request") or {}, "operation request")
             if kind == "upsert":
-                operations.append(_set_request(inner))
+                operations.append(set_request(inner))
             elif kind == "delete":
                 operations.append(
                     DeleteRequest(
-                        key=_str(inner, "key"),
-                        etag=_optional_str(inner, "etag"),
-                        concurrency=_concurrency(inner),
+                        key=text_field(inner, "key"),
+                        etag=optional_text_field(inner, "etag"),
+                        concurrency=concurrency(inner),
                     )
                 )
             else:
@@ -303,12 +306,13 @@ class _Routes:
             body["extended"] = dict(response.extended_metadata)
         if response.workflows.connected_workers:
             body["workflows"] = {"connectedWorkers": response.workflows.connected_workers}
-        return _json_response(_dumps(body))
+        return _json_response(compact_json(body))
 
     async def metadata_put(self, request: web.Request) -> web.Response:
-        self.extended[request.match_info["key"]] = (await request.read()).decode(
-            "utf-8", errors="replace"
-        )
+        # daprd keeps the raw bytes (a Go string) and its JSON answer replaces what is not
+        # UTF-8 with U+FFFD; replaced here once, on the way in.
+        value = (await read_raw(request)).decode("utf-8", errors="replace")
+        set_extended_metadata(self.extended, request.match_info["key"], value)
         return web.Response(status=204)
 
 
@@ -317,67 +321,14 @@ def _accepted() -> web.Response:
     return _json_response("{}", status=202)
 
 
-async def _json_body(request: web.Request, prefix: str = "failed deserializing HTTP body: ") -> Any:
-    raw = await request.read()
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedRequest(f"{prefix}invalid JSON: {exc}") from None
-
-
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise MalformedRequest(f"failed deserializing HTTP body: each {what} must be a JSON object")
-    return value
-
-
-def _str(item: dict[str, Any], field: str) -> str:
-    value = item.get(field, "")
-    if not isinstance(value, str):
-        raise MalformedRequest(f'failed deserializing HTTP body: "{field}" must be a string')
-    return value
-
-
-def _optional_str(item: dict[str, Any], field: str) -> str | None:
-    if item.get(field) is None:
-        return None
-    return _str(item, field)
-
-
-def _concurrency(item: dict[str, Any]) -> str:
-    options = item.get("options") or {}
-    if not isinstance(options, dict):
-        raise MalformedRequest('failed deserializing HTTP body: "options" must be an object')
-    concurrency = options.get("concurrency") or ""
-    if concurrency not in ("", FIRST_WRITE, LAST_WRITE):
-        raise MalformedRequest(
-            f"failed deserializing HTTP body: unknown concurrency {concurrency!r}"
-        )
-    return str(concurrency)
-
-
-def _set_request(item: dict[str, Any]) -> SetRequest:
-    # The JSON value is stored as its JSON text, as daprd's stores marshal a decoded value.
-    return SetRequest(
-        key=_str(item, "key"),
-        value=_dumps(item.get("value")).encode(),
-        etag=_optional_str(item, "etag"),
-        concurrency=_concurrency(item),
-    )
-
-
 def _bulk_item(entry: StateEntry) -> str:
     """One bulk result as JSON text; ``data`` is the stored JSON embedded verbatim, as daprd's
     ``json.RawMessage`` does, and is left out (with the ETag) for a missing key."""
-    key = _dumps(entry.key)
+    key = compact_json(entry.key)
     if entry.value is None:
         return f'{{"key":{key}}}'
-    try:
-        text = entry.value.decode("utf-8")
-        json.loads(text)
-        data = text
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        # Bytes saved over gRPC need not be JSON; daprd would write them raw and break the
-        # response. We send them as a JSON string instead, so the array stays parseable.
-        data = _dumps(entry.value.decode("utf-8", errors="replace"))
-    return f'{{"key":{key},"data":{data},"etag":{_dumps(entry.etag)}}}'
+    text = entry.value.decode("utf-8", errors="replace")
+    # Bytes saved over gRPC need not be JSON; daprd would write them raw and break the
+    # response. We send them as a JSON string instead, so the array stays parseable.
+    data = text if is_strict_json(text) else compact_json(text)
+    return f'{{"key":{key},"data":{data},"etag":{compact_json(entry.etag)}}}'

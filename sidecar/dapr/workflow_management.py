@@ -14,7 +14,9 @@ difference. Notable daprd behaviour kept on purpose:
   (``ERR_RAISE_EVENT_WORKFLOW`` and friends, 500/INTERNAL) for raise, pause and resume; Get
   reports it as "no properties" and each edge decides (gRPC: OK with only the ID, HTTP: 404).
 * Engine errors on start (an active instance with the same ID, say) are ``ERR_START_WORKFLOW``
-  with 500/INTERNAL, as in daprd; the engine's own message is kept in the text.
+  with 500/INTERNAL, as in daprd; the engine's own message is kept in the text. A payload that
+  would make the instance's next work item too large (engine/payload.py) keeps the operation's
+  error code but is RESOURCE_EXHAUSTED, HTTP 413: daprd accepts it and stalls the instance.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from dapr.proto import api_v1
 
 from sidecar.engine import status
 from sidecar.engine.interface import WorkflowEngine
-from sidecar.errors import InstanceNotFound, NotFound, SidecarError
+from sidecar.errors import (
+    ActiveInstanceExists,
+    InstanceNotFound,
+    NotFound,
+    PayloadTooLarge,
+    SidecarError,
+)
 
 MAX_INSTANCE_ID_BYTES = 64
 START_TIME_OPTION = "dapr.workflow.start_time"
@@ -59,6 +67,15 @@ def _bad_request(error_code: str, message: str) -> DaprApiError:
 
 def _internal(error_code: str, message: str) -> DaprApiError:
     return DaprApiError("INTERNAL", 500, error_code, message)
+
+
+def _engine_error(exc: SidecarError, error_code: str, context: str) -> DaprApiError:
+    """An engine error as daprd reports it (500/INTERNAL), but a payload too large as what it
+    is: RESOURCE_EXHAUSTED, HTTP 413 (daprd takes it and stalls the instance; see
+    engine/payload.py)."""
+    if isinstance(exc, PayloadTooLarge):
+        return DaprApiError("RESOURCE_EXHAUSTED", 413, error_code, f"{context}: {exc}")
+    return _internal(error_code, f"{context}: {exc}")
 
 
 def _instance_not_found(instance_id: str) -> DaprApiError:
@@ -140,13 +157,16 @@ async def workflow_start(
             name=name,
             input=text,
             scheduled_start=scheduled_start,
-            wait_for_start=False,
         )
     except SidecarError as exc:
-        raise _internal(
-            "ERR_START_WORKFLOW",
-            f"error starting workflow '{name}': unable to start workflow: {exc}",
-        ) from exc
+        context = f"error starting workflow '{name}': unable to start workflow"
+        if isinstance(exc, ActiveInstanceExists):  # daprd's runtime API words it so
+            raise _internal(
+                "ERR_START_WORKFLOW",
+                f"{context}: failed to start workflow: rpc error: code = AlreadyExists"
+                f" desc = {exc.detail}",
+            ) from exc
+        raise _engine_error(exc, "ERR_START_WORKFLOW", context) from exc
     return started
 
 
@@ -204,10 +224,12 @@ async def workflow_raise_event(
     try:
         await engine.raise_event(instance_id, event_name, text)
     except SidecarError as exc:
-        raise _internal(
+        raise _engine_error(
+            exc,
             "ERR_RAISE_EVENT_WORKFLOW",
             f"error raising event on workflow '{instance_id}':"
-            f" failed to raise event {event_name} on workflow {instance_id}: {exc}",
+            f" failed to raise event {event_name} on workflow {instance_id}:"
+            " failed to raise event",
         ) from exc
 
 
@@ -218,7 +240,8 @@ async def workflow_pause(engine: WorkflowEngine, *, instance_id: str) -> None:
     except SidecarError as exc:
         raise _internal(
             "ERR_PAUSE_WORKFLOW",
-            f"error pausing workflow {instance_id}: failed to pause workflow {instance_id}: {exc}",
+            f"error pausing workflow {instance_id}: failed to pause workflow {instance_id}:"
+            f" failed to suspend workflow: {exc}",
         ) from exc
 
 
@@ -230,7 +253,7 @@ async def workflow_resume(engine: WorkflowEngine, *, instance_id: str) -> None:
         raise _internal(
             "ERR_RESUME_WORKFLOW",
             f"error resuming workflow {instance_id}:"
-            f" failed to resume workflow {instance_id}: {exc}",
+            f" failed to resume workflow {instance_id}: failed to resume workflow: {exc}",
         ) from exc
 
 

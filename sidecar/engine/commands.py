@@ -1,9 +1,16 @@
 """Client commands: start, raise an event, suspend, resume, terminate, purge, rerun.
 
-Each validates its input (a ``SidecarError`` changes nothing), changes memory, queues the rows
-on the store's writer and returns once they are on disk, waiting further where the protocol
-says so (durabletask-go's executor, backend/executor.go, and daprd block until the instance has
-started, been suspended or ended; see docs/sidecar-internals.md, "The engine's coroutines").
+Each validates its input (a ``SidecarError`` changes nothing; a payload that would make the
+instance's next work item too large is ``PayloadTooLarge``: engine/payload.py), changes memory,
+queues the rows on the store's writer and returns once they are on disk, waiting further where
+the protocol says so (daprd blocks until the instance has been suspended or ended; see
+docs/sidecar-internals.md, "The engine's coroutines").
+
+A start returns once the instance is on disk, with or without a worker. durabletask-go's
+executor (backend/executor.go, StartInstance) waits for the first turn as well, and daprd, whose
+workflow actors exist only while a worker is connected, does not even create the instance
+until one connects: the SDK's ``schedule_new_workflow`` sets no deadline, so with no worker it
+would hang. docs/sidecar-apis.md, "Starting without a worker", records the difference.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from datetime import datetime
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
-from sidecar.engine import generations
+from sidecar.engine import generations, payload
 from sidecar.engine import orchestration as orch
 from sidecar.engine.instance import Instance, check_instance_id, now_ns, string_value
 from sidecar.engine.state import EngineState
@@ -21,13 +28,16 @@ from sidecar.engine.status import PENDING, RUNNING, STALLED, SUSPENDED
 from sidecar.engine.timers import SCHEDULED_START
 from sidecar.engine.turns import TurnCompletion
 from sidecar.errors import (
+    ActiveInstanceExists,
     AlreadyExists,
     InstanceNotFound,
     InvalidArgument,
     NotCompleted,
     NotFound,
+    PayloadTooLarge,
     Stalled,
 )
+from sidecar.limits import describe, text_size
 from sidecar.storage import sql
 from sidecar.storage.sql import Statement
 
@@ -47,14 +57,13 @@ class ClientCommands:
         input: str | None = None,
         scheduled_start: datetime | None = None,
         version: str | None = None,
-        wait_for_start: bool = True,
     ) -> str:
         check_instance_id(instance_id)
         if not name:
             raise InvalidArgument("a workflow name is required")
         existing = self.state.instances.get(instance_id)
         if existing is not None and not existing.done:
-            raise AlreadyExists(f"an active workflow with ID '{instance_id}' already exists")
+            raise ActiveInstanceExists(instance_id)
         now = now_ns()
         execution_id = orch.new_execution_id()
         started = pb.ExecutionStartedEvent(
@@ -71,6 +80,8 @@ class ClientCommands:
             started.scheduledStartTimestamp.FromNanoseconds(scheduled_ns)
             if scheduled_ns <= now:
                 scheduled_ns = None
+        first = orch.new_event(now, executionStarted=started)
+        payload.check_first_work_item(instance_id, first)
         inst = Instance(
             instance_id=instance_id,
             name=name,
@@ -83,7 +94,7 @@ class ClientCommands:
         )
         self.state.instances[instance_id] = inst
         statements = [sql.delete_instances([instance_id])]  # a terminal ID is reused: wipe it
-        statements.append(self.state.inbox_row(inst, orch.new_event(now, executionStarted=started)))
+        statements.append(self.state.inbox_row(inst, first))
         statements.append(sql.upsert_instance(inst))
         commit = self.state.write(statements)
         if scheduled_ns is not None:
@@ -93,8 +104,6 @@ class ClientCommands:
             self.state.dispatch.make_ready(inst)
         await commit
         self.state.notify(instance_id)
-        if wait_for_start and scheduled_ns is None:
-            await self.state.wait_for_instance(instance_id, until="start")
         return instance_id
 
     async def raise_event(self, instance_id: str, name: str, input: str | None = None) -> None:
@@ -109,6 +118,7 @@ class ClientCommands:
         event = orch.new_event(
             now_ns(), eventRaised=pb.EventRaisedEvent(name=name, input=string_value(input))
         )
+        payload.check_room(inst, [event], f"event '{name}'")
         commit = self.state.write([self.state.inbox_row(inst, event)])
         self.state.dispatch.make_ready(inst)
         await commit
@@ -128,6 +138,7 @@ class ClientCommands:
             now_ns(),
             executionSuspended=pb.ExecutionSuspendedEvent(input=string_value(reason or None)),
         )
+        payload.check_room(inst, [event], "the reason to suspend")
         commit = self.state.write([self.state.inbox_row(inst, event)])
         self.state.dispatch.make_ready(inst)
         await commit
@@ -146,6 +157,7 @@ class ClientCommands:
         event = orch.new_event(
             now_ns(), executionResumed=pb.ExecutionResumedEvent(input=string_value(reason or None))
         )
+        payload.check_room(inst, [event], "the reason to resume")
         commit = self.state.write([self.state.inbox_row(inst, event)])
         self.state.dispatch.make_ready(inst)
         await commit
@@ -175,6 +187,14 @@ class ClientCommands:
         inst = self._active_or_raise(instance_id, "failed to submit termination request: ")
         if inst is None:
             return
+        if output is not None:
+            # Recorded twice (executionTerminated and executionCompleted). Without an output a
+            # termination is always taken, however large the instance already is.
+            size = payload.instance_bytes(inst) + 2 * text_size(output)
+            if not payload.fits(size):
+                raise PayloadTooLarge(
+                    f"the termination output would make workflow '{instance_id}' {describe(size)}"
+                )
         await self.turns.terminate(inst, output, recursive)
         if wait:
             await self.state.wait_for_instance(instance_id, until="completion")
@@ -196,13 +216,14 @@ class ClientCommands:
             if inst.status == STALLED:
                 raise Stalled(f"workflow '{instance_id}' is stalled")
             raise NotCompleted(
-                f"failed to purge workflow state: orchestration has not yet completed: "
-                f"'{instance_id}'"
+                "failed to purge workflow state: orchestration has not yet completed"
             )
         history = self.state.stored_history(instance_id)
         if history is None:
             if root:
-                raise InstanceNotFound(instance_id, "failed to purge workflow state: ")
+                raise InstanceNotFound(
+                    instance_id, "failed to purge workflow state: failed to fetch workflow state: "
+                )
             return
         if recursive:
             for child in orch.children_of(history):
@@ -249,6 +270,11 @@ class ClientCommands:
             overwrite_input=overwrite_input,
             new_child_instance_id=new_child_instance_id,
         )
+        size = payload.events_bytes(events)
+        if not payload.fits(size):
+            raise PayloadTooLarge(
+                f"the rerun's history would make workflow '{new_id}' {describe(size)}"
+            )
         return await self._start_rerun(new_id, events)
 
     async def _start_rerun(self, new_id: str, events: list[pb.HistoryEvent]) -> str:
@@ -278,7 +304,7 @@ class ClientCommands:
             if started.executionStarted.HasField("input")
             else None,
             history=events,
-            action_ids=orch.scheduled_ids(events),
+            patches=orch.recorded_patches(events),
         )
         self.state.instances[new_id] = inst
         statements: list[Statement] = [sql.insert_history(new_id, 0, events)]
@@ -302,13 +328,14 @@ class ClientCommands:
                 self.state.dispatch.queue_activity(inst, event.eventId)
                 statements.append(sql.insert_activities(new_id, execution_id, [request]))
             elif kind == "timerCreated":
-                fired = orch.new_event(
-                    now,
-                    timerFired=pb.TimerFiredEvent(
-                        fireAt=event.timerCreated.fireAt, timerId=event.eventId
-                    ),
+                # Due at its own time (at once when that has passed), as daprd re-creates it:
+                # the year-9999 sentinel of the SDK's indefinite event wait must never fire.
+                fire_ns = event.timerCreated.fireAt.ToNanoseconds()
+                inst.timers[event.eventId] = fire_ns
+                self.state.timers.add(fire_ns, new_id, execution_id, event.eventId)
+                statements.append(
+                    sql.insert_timers(new_id, execution_id, [(fire_ns, event.eventId)])
                 )
-                statements.append(self.state.inbox_row(inst, fired))
             elif kind == "childWorkflowInstanceCreated":
                 child = event.childWorkflowInstanceCreated
                 if not child.instanceId.startswith(new_id):
@@ -329,6 +356,7 @@ class ClientCommands:
                     statements.extend(self.turns.start_child(inst, start, now))
         statements.append(sql.upsert_instance(inst))
         commit = self.state.write(statements)
+        self.state.timers.arm()
         self.state.dispatch.make_ready(inst)
         self.state.dispatch.schedule_pump()
         await commit

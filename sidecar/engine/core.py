@@ -28,6 +28,7 @@ class Engine(EngineState):
         super().__init__(store, max_outstanding_per_stream=max_outstanding_per_stream)
         self.turns = TurnCompletion(self)
         self.commands = ClientCommands(self, self.turns)
+        self.dispatch.on_oversized = self.turns.fail_oversized
 
     # -- client commands -------------------------------------------------------------------------
 
@@ -39,7 +40,6 @@ class Engine(EngineState):
         input: str | None = None,
         scheduled_start: datetime | None = None,
         version: str | None = None,
-        wait_for_start: bool = True,
     ) -> str:
         return await self.commands.start_instance(
             instance_id=instance_id,
@@ -47,7 +47,6 @@ class Engine(EngineState):
             input=input,
             scheduled_start=scheduled_start,
             version=version,
-            wait_for_start=wait_for_start,
         )
 
     async def raise_event(self, instance_id: str, name: str, input: str | None = None) -> None:

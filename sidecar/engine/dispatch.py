@@ -10,7 +10,10 @@ pkg/runtime/wfengine, hand out work items; docs/sidecar-internals.md, "Dispatch"
   activities run at least once;
 * a turn goes back to the stream that ran the instance's previous turn when that stream
   advertised stateful history, so only new events need to be sent (durabletask-go's
-  executor_stateful.go; the SDK rebuilds the rest from its cache).
+  executor_stateful.go; the SDK rebuilds the rest from its cache);
+* a turn whose work item would be larger than a worker can be sent (engine/payload.py) is
+  never sent: the engine fails the instance instead (``on_oversized``), as daprd's orchestrator
+  checks the size before it schedules a run.
 
 The dispatcher alone knows which instances have a turn queued or in flight (``turn_of``,
 ``turn_due``); ``Instance`` holds none of it. Nothing here touches the database: the engine
@@ -24,12 +27,13 @@ import itertools
 import logging
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
 from sidecar.engine import orchestration as orch
+from sidecar.engine import payload
 from sidecar.engine.instance import Instance, now_ns, string_value
 from sidecar.errors import InvalidArgument
 
@@ -92,6 +96,11 @@ class Dispatcher:
         # id: an instance evicted while queued must not make a new instance of its id look
         # queued (one with a scheduled start would be sent its turn early).
         self._queued: dict[str, Instance] = {}
+        # Instances whose next work item would not fit (engine/payload.py): never sent, but
+        # handed to ``on_oversized`` (the engine fails them); counted as a turn due meanwhile.
+        self.on_oversized: Callable[[Instance, int], Awaitable[None]] | None = None
+        self._oversized: dict[str, Instance] = {}
+        self._failing: set[asyncio.Future[None]] = set()
         self._boot = uuid.uuid4().hex[:12]
         self._tokens = itertools.count(1)
         self._pump_scheduled = False
@@ -152,7 +161,10 @@ class Dispatcher:
 
     def turn_due(self, inst: Instance) -> bool:
         """Whether a turn of ``inst`` is queued for a stream or in flight on one."""
-        return self._queued.get(inst.instance_id) is inst or inst.instance_id in self._turns
+        iid = inst.instance_id
+        return (
+            self._queued.get(iid) is inst or iid in self._turns or self._oversized.get(iid) is inst
+        )
 
     def make_ready(self, inst: Instance) -> None:
         """Queue a turn for ``inst`` if it has events to deliver and nothing in flight."""
@@ -214,6 +226,11 @@ class Dispatcher:
             if iid in self._turns or inst.done or not inst.inbox or inst.stalled is not None:
                 self._ready.popleft()
                 continue
+            size = payload.instance_bytes(inst)
+            if not payload.fits(size) and self.on_oversized is not None:
+                self._ready.popleft()
+                self._fail_oversized(inst, size)
+                continue
             stream = self._pick_stream(self._warm_stream(iid))
             if stream is None:
                 self._queued[iid] = inst
@@ -237,6 +254,23 @@ class Dispatcher:
                 break
             self._activities.popleft()
             self._send_activity(inst, task_id, stream)
+
+    def _fail_oversized(self, inst: Instance, size: int) -> None:
+        """Hand ``inst`` to ``on_oversized`` instead of a worker: a stream must never be sent an
+        item it cannot receive (the SDK's stream would break and fetch it again, for ever)."""
+        assert self.on_oversized is not None
+        self._oversized[inst.instance_id] = inst
+
+        def settled(task: asyncio.Future[None]) -> None:
+            self._failing.discard(task)
+            if self._oversized.get(inst.instance_id) is inst:
+                del self._oversized[inst.instance_id]
+            if not task.cancelled() and task.exception() is not None:
+                log.error("could not fail workflow %s: %s", inst.instance_id, task.exception())
+
+        task = asyncio.ensure_future(self.on_oversized(inst, size))
+        self._failing.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(settled)
 
     # -- sending ---------------------------------------------------------------------------------
 

@@ -85,7 +85,8 @@ def rerun_history(
         (i for i, e in enumerate(history) if event_id >= 0 and e.eventId == event_id), None
     )
     if index is None:
-        raise NotFound(f"'{source_id}' does not have history event with ID '{event_id}'")
+        # daprd 1.18's text, which leaves the source instance id out.
+        raise NotFound(f"does not have history event with ID '{event_id}'")
     target = pb.HistoryEvent()
     target.CopyFrom(history[index])
     kind = target.WhichOneof("eventType")

@@ -15,11 +15,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from sidecar.engine.status import TERMINAL_STATUSES, InstanceInfo
 from sidecar.errors import InvalidArgument
 
 MAX_ID_LENGTH = 1024
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
 
 
 def now_ns() -> int:
@@ -53,9 +57,13 @@ class Instance:
     inbox: list[tuple[int, pb.HistoryEvent]] = field(default_factory=list)
     activities: dict[int, pb.ActivityRequest] = field(default_factory=dict)
     timers: dict[int, int] = field(default_factory=dict)
-    action_ids: set[int] = field(default_factory=set)  # see orchestration.InstanceView
+    patches: list[str] = field(default_factory=list)  # see orchestration.InstanceView
     final_commit: asyncio.Future[Any] | None = None  # the write of its terminal state
     done: bool = False
+    # What engine/payload.py measured last, so that it measures only what was added since:
+    # (execution id, history events, bytes) and (first inbox row id, inbox rows, bytes).
+    measured_history: tuple[str, int, int] | None = None
+    measured_inbox: tuple[int, int, int] | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -84,6 +92,19 @@ def check_instance_id(instance_id: str) -> None:
         raise InvalidArgument("an instance id is required")
     if len(instance_id) > MAX_ID_LENGTH:
         raise InvalidArgument(f"instance id is longer than {MAX_ID_LENGTH} characters")
+
+
+def check_timestamp(timestamp: Timestamp, what: str) -> None:
+    """Refuse a ``google.protobuf.Timestamp`` outside its documented range: its fields can hold
+    any int64/int32, and the protobuf runtime's conversions raise on such a value."""
+    if not (
+        MIN_TIMESTAMP_SECONDS <= timestamp.seconds <= MAX_TIMESTAMP_SECONDS
+        and 0 <= timestamp.nanos <= 999_999_999
+    ):
+        raise InvalidArgument(
+            f"{what} is not a valid timestamp (seconds {timestamp.seconds}, nanos "
+            f"{timestamp.nanos}): it must lie between the years 1 and 9999"
+        )
 
 
 def string_value(value: str | None) -> pb.wrappers_pb2.StringValue | None:

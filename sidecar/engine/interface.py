@@ -56,13 +56,15 @@ class WorkflowEngine(Protocol):
         input: str | None = None,
         scheduled_start: datetime | None = None,
         version: str | None = None,
-        wait_for_start: bool = True,
     ) -> str:
-        """Create the instance (a terminal one of that id is replaced); returns its id."""
+        """Create the instance (a terminal one of that id is replaced); returns its id once the
+        instance is on disk, whether or not a worker is connected. ``PayloadTooLarge`` when its
+        first work item would not fit (``sidecar.limits``)."""
         ...
 
     async def raise_event(self, instance_id: str, name: str, input: str | None = None) -> None:
-        """Deliver an external event (dropped, without error, for a terminal instance)."""
+        """Deliver an external event (dropped, without error, for a terminal instance);
+        ``PayloadTooLarge`` when the instance's next work item would not fit with it."""
         ...
 
     async def suspend(self, instance_id: str, reason: str | None = None, wait: bool = True) -> None:

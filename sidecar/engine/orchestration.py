@@ -11,10 +11,12 @@ applier turns a worker's actions into history and new work) as daprd's workflow 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
+from sidecar.engine.instance import check_timestamp
 from sidecar.engine.status import COMPLETED, FAILED, RUNNING, STALLED, SUSPENDED, TERMINATED
 from sidecar.errors import InvalidArgument
 
@@ -74,18 +76,41 @@ class InstanceView:
     name: str
     history: list[pb.HistoryEvent]
     suspended: bool
-    # Ids already used by scheduling events; the engine keeps this set up to date so a turn
-    # does not rescan a long history. None: derive it from ``history``.
-    action_ids: set[int] | None = None
+    # The patches earlier turns recorded (``recorded_patches``); the engine keeps the list up
+    # to date so a turn does not rescan a long history. None: derive it from ``history``.
+    patches: list[str] | None = None
+    version: str | None = None  # the version name the instance runs under, if any
 
 
-def scheduled_ids(history: list[pb.HistoryEvent]) -> set[int]:
-    ids = set()
+def recorded_patches(history: list[pb.HistoryEvent]) -> list[str]:
+    """Every patch the history's workflowStarted events recorded, first seen first."""
+    patches: list[str] = []
     for event in history:
-        kind = event.WhichOneof("eventType")
-        if kind in ("taskScheduled", "timerCreated", "childWorkflowInstanceCreated"):
-            ids.add(event.eventId)
-    return ids
+        if event.WhichOneof("eventType") == "workflowStarted":
+            merge_patches(patches, event.workflowStarted.version.patches)
+    return patches
+
+
+def merge_patches(patches: list[str], new: Iterable[str]) -> None:
+    for patch in new:
+        if patch not in patches:
+            patches.append(patch)
+
+
+def patch_mismatch(recorded: list[str], response: pb.WorkflowResponse) -> str | None:
+    """daprd's rule (dapr/dapr, the workflow orchestrator's stall handling): once patches are
+    recorded, those the worker reports must start with them, in order, or the instance stalls
+    (PATCH_MISMATCH); e.g. a patch check removed from the code under a running instance.
+    Returns daprd's description of the mismatch, or None."""
+    if not recorded:
+        return None
+    current = list(response.version.patches)
+    if current[: len(recorded)] == recorded:
+        return None
+    return (
+        f"Patch mismatch. History patches: [{', '.join(recorded)}], "
+        f"current patches: [{', '.join(current)}]. "
+    )
 
 
 def apply_turn(
@@ -125,7 +150,20 @@ def apply_turn(
         custom_status=custom_status,
         version=response.version if response.HasField("version") else None,
     )
-    taken = view.action_ids if view.action_ids is not None else scheduled_ids(view.history)
+    version_missing = any(
+        a.WhichOneof("workflowActionType") == "workflowVersionNotAvailable"
+        for a in response.actions
+    )
+    if terminated is None and not version_missing:
+        recorded = view.patches if view.patches is not None else recorded_patches(view.history)
+        mismatch = patch_mismatch(recorded, response)
+        if mismatch is not None:
+            outcome.stall = pb.ExecutionStalledEvent(reason=pb.PATCH_MISMATCH, description=mismatch)
+            outcome.status = STALLED
+            return outcome
+    # An action's id may repeat one of the history's: daprd accepts it (the SDK's replay of
+    # code patched under a running instance reuses the id of the optional timer of an event
+    # wait), so only ids repeated within this one response are refused.
     new_ids: set[int] = set()
     for action in response.actions:
         kind = action.WhichOneof("workflowActionType")
@@ -162,14 +200,13 @@ def apply_turn(
         if kind == "workflowVersionNotAvailable":
             outcome.stall = pb.ExecutionStalledEvent(
                 reason=pb.VERSION_NOT_AVAILABLE,
-                description=f"Version not available: {view.name}",
+                description=f"Version not available: {view.version or view.name}",
             )
             outcome.status = STALLED
             return outcome
-        if action.id in taken or action.id in new_ids:
+        if action.id in new_ids:
             raise InvalidArgument(
-                f"action id {action.id} is already used by an event in the history of "
-                f"{view.instance_id!r}"
+                f"action id {action.id} is used twice in one response for {view.instance_id!r}"
             )
         new_ids.add(action.id)
         if kind == "scheduleTask":
@@ -239,6 +276,7 @@ def _create_timer(action: pb.WorkflowAction, now_ns: int, outcome: TurnOutcome) 
     timer = action.createTimer
     if not timer.HasField("fireAt"):
         raise InvalidArgument(f"createTimer action {action.id} has no fireAt")
+    check_timestamp(timer.fireAt, f"the fireAt of createTimer action {action.id}")
     created = pb.TimerCreatedEvent(fireAt=timer.fireAt)
     if timer.HasField("name"):
         created.name = timer.name

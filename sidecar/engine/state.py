@@ -54,7 +54,7 @@ class EngineState:
         """Load every active instance and its pending work from the database (start-up)."""
         found = self.store.read(sql.load_active)
         for inst in found.instances.values():
-            inst.action_ids = orch.scheduled_ids(inst.history)
+            inst.patches = orch.recorded_patches(inst.history)
         self.instances.update(found.instances)
         self._next_inbox_id = found.next_inbox_id
         for fire_ns, iid, execution_id, timer_id in found.timers:
@@ -211,7 +211,16 @@ class EngineState:
         return len(self.dispatch.streams)
 
     def open_stream(self, capabilities: Iterable[int]) -> WorkStream:
-        return self.dispatch.open_stream(capabilities)
+        """A worker connected. Stalled instances get another turn, as on daprd, where the
+        stalled turn is held until the stalling worker's stream ends and then retried (a
+        worker deployed with the missing version or patch then runs them to the end; the
+        SDK's versioning example, part2, relies on it); one that stalls again says so once."""
+        stream = self.dispatch.open_stream(capabilities)
+        for inst in self.instances.values():
+            if inst.stalled is not None:
+                inst.stalled = None
+                self.dispatch.make_ready(inst)
+        return stream
 
     def close_stream(self, stream: WorkStream) -> None:
         self.dispatch.close_stream(stream)

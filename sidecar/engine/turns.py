@@ -3,7 +3,9 @@
 A turn's outcome (``orchestration.apply_turn``, pure) is committed here: history, the work it
 scheduled (activities, timers, children), a terminal state with its parent's notification, a new
 generation (continue-as-new) or a stall. Terminating an instance that no worker holds is a turn
-the sidecar completes itself (``terminate``), as are recursive terminations of idle children.
+the sidecar completes itself (``terminate``), as are recursive terminations of idle children,
+and the failure of an instance whose next work item would be too large (``fail_oversized``; a
+worker's turn that would make it so fails the instance too: engine/payload.py).
 The shape follows durabletask-go's backend (backend/orchestration.go applies a work item's
 actions, backend/runtimestate holds the pure state) and daprd's workflow orchestrator (dapr/dapr
 pkg/actors/targets/workflow/orchestrator: childwf.go, terminate.go, stalled.go).
@@ -17,11 +19,13 @@ from typing import Any
 
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
-from sidecar.engine import generations
+from sidecar.engine import generations, payload
 from sidecar.engine import orchestration as orch
 from sidecar.engine.instance import Instance, now_ns, string_value
 from sidecar.engine.state import EngineState
 from sidecar.engine.status import PENDING, RUNNING, STALLED, SUSPENDED, TERMINATED
+from sidecar.errors import PayloadTooLarge
+from sidecar.limits import describe
 from sidecar.storage import sql
 from sidecar.storage.sql import Statement
 
@@ -49,12 +53,24 @@ class TurnCompletion:
             inst.name,
             inst.history,
             inst.suspended,
-            inst.action_ids,
+            inst.patches,
+            inst.version,
         )
         now = now_ns()
-        outcome = orch.apply_turn(
-            view, turn.started, [e for _, e in turn.dispatched], response, now
-        )
+        dispatched = [e for _, e in turn.dispatched]
+        outcome = orch.apply_turn(view, turn.started, dispatched, response, now)
+        refusal = None
+        if outcome.stall is None:
+            size = payload.turn_bytes(inst, dispatched, outcome)
+            if not payload.fits(size):
+                # The instance fails instead, as dapr.ext.workflow's worker fails it when its
+                # answer cannot be sent at all (the worker's own fallback is then stale).
+                refusal = PayloadTooLarge(
+                    f"this turn's actions and custom status would make workflow "
+                    f"'{inst.instance_id}' {describe(size)}"
+                )
+                started = outcome.events[: 1 + len(dispatched)]
+                outcome = payload.failed_outcome(started, str(refusal), now, inst.custom_status)
         ended = outcome.continued_as_new is not None or outcome.is_terminal
         self.state.dispatch.land_turn(inst, turn, keep_warm=not ended and outcome.stall is None)
         consumed = [rid for rid, _ in turn.dispatched]
@@ -66,6 +82,26 @@ class TurnCompletion:
             )
         else:
             await self._commit_outcome(inst, outcome, consumed)
+        if refusal is not None:
+            raise refusal  # RESOURCE_EXHAUSTED, once the failure is on disk
+
+    async def fail_oversized(self, inst: Instance, size: int) -> None:
+        """End ``inst`` FAILED without a worker: its next work item would be ``size`` bytes, more
+        than a worker can be sent (a child's result or an activity's failure that still did not
+        fit, a history written before these limits). The events that would not fit are
+        dropped with the inbox, as a termination drops them."""
+        if inst.done or self.state.instances.get(inst.instance_id) is not inst:
+            return
+        message = f"the next work item of workflow '{inst.instance_id}' would be {describe(size)}"
+        log.warning("workflow %s failed: %s", inst.instance_id, message)
+        now = now_ns()
+        events = [orch.new_event(now, workflowStarted=pb.WorkflowStartedEvent())]
+        if not inst.history and inst.inbox:
+            first = inst.inbox[0][1]
+            if first.WhichOneof("eventType") == "executionStarted":
+                events.append(first)
+        outcome = payload.failed_outcome(events, message, now, inst.custom_status)
+        await self._commit_outcome(inst, outcome, consumed=[])
 
     async def _commit_outcome(
         self, inst: Instance, outcome: orch.TurnOutcome, consumed: list[int]
@@ -75,7 +111,8 @@ class TurnCompletion:
         status_before = inst.status
         first_seq = len(inst.history)
         inst.history.extend(outcome.events)
-        inst.action_ids |= orch.scheduled_ids(outcome.events)
+        if outcome.version is not None:
+            orch.merge_patches(inst.patches, outcome.version.patches)
         inst.inbox = inst.inbox[len(consumed) :]
         inst.updated_ns = now
         inst.custom_status = outcome.custom_status
@@ -172,23 +209,23 @@ class TurnCompletion:
         return statements
 
     async def _commit_stall(self, inst: Instance, stall: pb.ExecutionStalledEvent) -> None:
-        """The worker cannot run this instance (e.g. its version is not registered): record
-        the stall in history and stop dispatching it until the sidecar restarts, as daprd does.
-        The events the turn carried stay in the inbox for that next attempt."""
+        """The worker cannot run this instance (its version is not registered, a recorded patch
+        is gone): record the stall in history and stop dispatching it until a worker connects
+        or the sidecar restarts, as daprd does. The events the turn carried stay in the inbox
+        for that next attempt."""
         log.warning("workflow %s stalled: %s", inst.instance_id, stall.description)
         now = now_ns()
-        event = orch.new_event(now, executionStalled=stall)
-        seq = len(inst.history)
-        inst.history.append(event)
+        statements: list[sql.Statement] = []
+        last = inst.history[-1] if inst.history else None
+        if last is None or last.executionStalled != stall:  # daprd records a stall once
+            event = orch.new_event(now, executionStalled=stall)
+            statements.append(sql.insert_history(inst.instance_id, len(inst.history), [event]))
+            inst.history.append(event)
         inst.stalled = stall
         inst.status = STALLED
         inst.updated_ns = now
-        await self.state.write(
-            [
-                sql.insert_history(inst.instance_id, seq, [event]),
-                sql.update_after_turn(inst),
-            ]
-        )
+        statements.append(sql.update_after_turn(inst))
+        await self.state.write(statements)
         self.state.notify(inst.instance_id)
         # A termination that arrived during the stalled turn must not wait for a restart.
         for _, pending in inst.inbox:
@@ -212,7 +249,8 @@ class TurnCompletion:
             inst.name,
             inst.history,
             inst.suspended,
-            inst.action_ids,
+            inst.patches,
+            inst.version,
         )
         execution_id, first = generations.continue_as_new_events(view, inst.parent, done, now)
         remaining = inst.inbox[len(consumed) :]
@@ -220,7 +258,7 @@ class TurnCompletion:
         statements = sql.delete_generation(iid)
         inst.execution_id = execution_id
         inst.history = []
-        inst.action_ids = set()
+        inst.patches = []
         inst.inbox = []
         inst.activities.clear()
         self.state.timers.forget(inst)

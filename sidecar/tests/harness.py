@@ -23,6 +23,7 @@ from dapr.ext.workflow import DaprWorkflowClient, WorkflowRuntime
 from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grpc as stubs
 from dapr.ext.workflow._durabletask.internal import protos as pb
 from google.protobuf import empty_pb2, wrappers_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from sidecar import Sidecar
 
@@ -124,7 +125,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, step: float
 
 
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    """Run a blocking call (StartInstance waits for the first turn) on a daemon thread."""
+    """Run a blocking call (a wait, a terminate) on a daemon thread; its result or error lands
+    in the returned box."""
     box: dict[str, Any] = {}
 
     def run() -> None:
@@ -177,6 +179,18 @@ class RawWorker:
         self._thread.join(timeout=5)
 
 
+def error_info_reason(error: grpc.RpcError) -> str | None:
+    """The ``google.rpc.ErrorInfo`` reason a refused Dapr API call carries (daprd's error code)."""
+    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return str(info.reason)
+    return None
+
+
 # -- hand-written protocol messages, for a RawWorker ------------------------------------------
 
 
@@ -196,7 +210,8 @@ def schedule_task(action_id: int, name: str, data: str | None = None) -> pb.Work
 
 
 def start_raw(stub: stubs.TaskHubSidecarServiceStub, instance_id: str, name: str = "raw_wf"):
-    """StartInstance blocks until the first turn is committed, so it runs on a thread."""
+    """StartInstance on a thread, as the tests that use it were written when a start waited for
+    the first turn; it now returns once the instance is on disk."""
     return in_thread(
         lambda: stub.StartInstance(
             pb.CreateInstanceRequest(instanceId=instance_id, name=name, input=string_value('"in"')),

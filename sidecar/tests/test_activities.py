@@ -346,6 +346,7 @@ def test_custom_status_reported_only_with_payloads(app: WorkflowApp) -> None:
 
     client = app.start()
     iid = client.schedule_new_workflow(status_setter)
+    client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)  # a start does not wait for it
     running = client.get_workflow_state(iid)
     running_quiet = client.get_workflow_state(iid, fetch_payloads=False)
     client.raise_workflow_event(iid, "finish")

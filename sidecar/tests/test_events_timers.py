@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from dapr.ext.workflow import WorkflowStatus, when_all, when_any
 
-from sidecar.tests.harness import WAIT, WorkflowApp, history_types, in_thread
+from sidecar.tests.harness import WAIT, WorkflowApp, history_types
 
 
 def test_external_events_raised_before_wait_are_buffered(app: WorkflowApp) -> None:
@@ -182,6 +182,7 @@ def test_wait_for_external_event_indefinite_completes_on_event(app: WorkflowApp)
 
     client = app.start()
     iid = client.schedule_new_workflow(forever)
+    client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)  # a start does not wait for it
     running = client.get_workflow_state(iid)
     client.raise_workflow_event(iid, "x", data="got it")
     state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
@@ -344,14 +345,16 @@ def test_scheduled_start_in_the_past_runs_at_once(app: WorkflowApp) -> None:
     assert state.serialized_output == '"ran"'
 
 
-def test_start_instance_returns_after_first_turn(app: WorkflowApp) -> None:
+def test_wait_for_start_returns_after_first_turn(app: WorkflowApp) -> None:
     @app.runtime.workflow(name="waiter")
     def waiter(ctx, _):
         return (yield ctx.wait_for_external_event("go"))
 
     client = app.start()
     ids = [client.schedule_new_workflow(waiter) for _ in range(5)]
-    states = [client.get_workflow_state(i) for i in ids]
+    # A start returns once the instance is on disk (test_start_without_worker.py), not after
+    # its first turn; waiting for the start does.
+    states = [client.wait_for_workflow_start(i, timeout_in_seconds=WAIT) for i in ids]
 
     for state in states:
         assert state is not None
@@ -375,20 +378,15 @@ def test_work_scheduled_before_worker_connects_completes(app: WorkflowApp) -> No
         return (yield ctx.call_activity(late_activity, input=value))
 
     client = app.client
-    # StartInstance blocks until a worker has run the first turn, so start it from a thread.
-    thread, box = in_thread(
-        lambda: client.schedule_new_workflow(early_bird, input=7, instance_id="early-1")
-    )
-    time.sleep(0.5)  # the start must be parked with no worker; there is no event to wait on
-    assert thread.is_alive()
+    # A start returns once the instance is on disk, with or without a worker
+    # (test_start_without_worker.py); the workflow waits, PENDING, for one.
+    started = client.schedule_new_workflow(early_bird, input=7, instance_id="early-1")
     pending = client.get_workflow_state("early-1")
     app.start()
-    thread.join(WAIT)
     state = client.wait_for_workflow_completion("early-1", timeout_in_seconds=WAIT)
 
     assert pending is not None and pending.runtime_status == WorkflowStatus.PENDING
-    assert "error" not in box
-    assert box["result"] == "early-1"
+    assert started == "early-1"
     assert state is not None
     assert state.runtime_status == WorkflowStatus.COMPLETED
     assert state.serialized_output == "21"

@@ -303,6 +303,7 @@ def test_id_reuse_while_running_refused(app: WorkflowApp) -> None:
     waiter = _register_waiter(app)
     client = app.start()
     client.schedule_new_workflow(waiter, instance_id="dup-1", input="first")
+    client.wait_for_workflow_start("dup-1", timeout_in_seconds=WAIT)  # a start does not wait
 
     with pytest.raises(grpc.RpcError) as err:
         client.schedule_new_workflow(waiter, instance_id="dup-1", input="second")
@@ -392,6 +393,7 @@ def test_id_reuse_concurrent_double_start_one_wins(app: WorkflowApp) -> None:
         outcomes = sorted(pool.map(start, [1, 2]))
 
     assert outcomes == ["ALREADY_EXISTS", "ok"]
+    client.wait_for_workflow_start("race-1", timeout_in_seconds=WAIT)  # a start does not wait
     state = client.get_workflow_state("race-1")
     assert state is not None and state.runtime_status == WorkflowStatus.RUNNING
 
@@ -457,6 +459,7 @@ def test_history_of_running_instance_is_committed_only(app: WorkflowApp) -> None
     waiter = _register_waiter(app)
     client = app.start()
     iid = client.schedule_new_workflow(waiter)
+    client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)  # a start does not wait for it
 
     # The sentinel timer of an indefinite wait is recorded as timerCreated in the first turn.
     assert history_types(client, iid) == ["workflowStarted", "executionStarted", "timerCreated"]

@@ -10,6 +10,7 @@ terminal). Non-determinism and versioning scenarios as in dapr/python-sdk's dura
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -61,6 +62,7 @@ def test_versioned_workflow_in_flight_keeps_its_version(app: WorkflowApp) -> Non
     _register_v1(app.runtime, latest=True)
     client = app.start()
     old = client.schedule_new_workflow("order_flow")
+    client.wait_for_workflow_start(old, timeout_in_seconds=WAIT)  # its first turn runs as v1
 
     # Deploy v2 as latest while keeping v1: the in-flight instance must replay as v1.
     _restart_worker(
@@ -80,6 +82,7 @@ def test_versioned_workflow_missing_version_stalls(app: WorkflowApp, stub) -> No
     _register_v1(app.runtime, latest=True)
     client = app.start()
     iid = client.schedule_new_workflow("order_flow")
+    client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)  # its first turn runs as v1
 
     _restart_worker(app, lambda rt: _register_v2(rt, latest=True))
     client.raise_workflow_event(iid, "go")
@@ -172,6 +175,7 @@ def test_non_determinism_fails_instance(app: WorkflowApp) -> None:
 
     client = app.start()
     iid = client.schedule_new_workflow(shifty)
+    client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)  # its first turn runs as before
 
     def changed(rt: WorkflowRuntime) -> None:
         @rt.activity(name="step_b")
@@ -191,3 +195,101 @@ def test_non_determinism_fails_instance(app: WorkflowApp) -> None:
     assert state.runtime_status == WorkflowStatus.FAILED
     assert state.failure_details is not None
     assert state.failure_details.error_type == "NonDeterminismError"
+
+
+def test_stalled_instance_runs_on_when_a_worker_with_its_version_connects(
+    app: WorkflowApp, stub
+) -> None:
+    """daprd retries a stalled turn once the stalling worker is gone, so a worker deployed
+    with the missing version finishes the instance without a restart of the sidecar (the
+    SDK's versioning example, part2); the stall is recorded once."""
+    _register_v1(app.runtime, latest=True)
+    client = app.start()
+    iid = client.schedule_new_workflow("order_flow")
+    _restart_worker(app, lambda rt: _register_v2(rt, latest=True))
+    client.raise_workflow_event(iid, "go")
+    assert wait_until(
+        lambda: client.get_workflow_state(iid).runtime_status == WorkflowStatus.STALLED
+    )
+
+    _restart_worker(
+        app, lambda rt: _register_v1(rt, latest=False), lambda rt: _register_v2(rt, latest=True)
+    )
+    state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+    history = [e.event_type.value for e in client.get_workflow_history(iid)]
+
+    assert state is not None
+    assert state.runtime_status == WorkflowStatus.COMPLETED
+    assert state.serialized_output == '"v1"'
+    assert history.count("executionStalled") == 1
+
+
+def test_patch_check_removed_under_a_running_instance_stalls(app: WorkflowApp, stub) -> None:
+    @app.runtime.workflow(name="patch_check")
+    def with_check(ctx, _):
+        ctx.is_patched("patch1")
+        yield ctx.wait_for_external_event("go")
+        return 1
+
+    client = app.start()
+    iid = client.schedule_new_workflow("patch_check")
+    assert wait_until(
+        lambda: "timerCreated" in [e.event_type.value for e in client.get_workflow_history(iid)]
+    )
+
+    def without_check(rt: WorkflowRuntime) -> None:
+        @rt.workflow(name="patch_check")
+        def patch_check(ctx, _):
+            yield ctx.wait_for_external_event("go")
+            return 1
+
+    _restart_worker(app, without_check)
+    client.raise_workflow_event(iid, "go")
+    assert wait_until(
+        lambda: client.get_workflow_state(iid).runtime_status == WorkflowStatus.STALLED
+    )
+    raw = stub.GetInstanceHistory(pb.GetInstanceHistoryRequest(instanceId=iid))
+    stalls = [e.executionStalled for e in raw.events if e.HasField("executionStalled")]
+
+    assert [(s.reason, s.description) for s in stalls] == [
+        (pb.PATCH_MISMATCH, "Patch mismatch. History patches: [patch1], current patches: []. ")
+    ]
+
+
+def test_patch_added_before_a_pending_event_wait_completes(app: WorkflowApp) -> None:
+    """The SDK's versioning example, test 5: code that gains a patched step before the event
+    wait an instance is in replays the unpatched branch, whose activity reuses the id of the
+    wait's timer; daprd accepts that and so must the sidecar (it used to refuse the turn with
+    "action id 2 is already used", and the instance stalled)."""
+    log: list[str] = []
+
+    def deploy(patched: bool) -> Callable[[WorkflowRuntime], None]:
+        def register(rt: WorkflowRuntime) -> None:
+            @rt.activity(name="say")
+            def say(ctx, text):
+                log.append(text)
+
+            @rt.workflow(name="patching")
+            def patching(ctx, _):
+                yield ctx.call_activity(say, input="start")
+                if patched:
+                    branch = "patched" if ctx.is_patched("patch1") else "not patched"
+                    yield ctx.call_activity(say, input=branch)
+                yield ctx.wait_for_external_event("event")
+                return "done"
+
+        return register
+
+    deploy(False)(app.runtime)
+    client = app.start()
+    iid = client.schedule_new_workflow("patching")
+    assert wait_until(
+        lambda: "timerCreated" in [e.event_type.value for e in client.get_workflow_history(iid)]
+    )
+    _restart_worker(app, deploy(True))
+    client.raise_workflow_event(iid, "event")
+    state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+
+    assert state is not None
+    assert state.runtime_status == WorkflowStatus.COMPLETED
+    assert log == ["start", "not patched"]

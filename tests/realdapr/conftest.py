@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from .comparison import OUTCOMES
 from .processes import ControlPlane, Daprd, dapr_bin_dir
 
 HERE = Path(__file__).parent
@@ -104,3 +105,9 @@ def start_daprd(
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for reason in _skip_reason:
         terminalreporter.write_line(reason, yellow=True, bold=True)
+    if OUTCOMES:
+        terminalreporter.section(f"differential conformance: {len(OUTCOMES)} scenarios")
+        for outcome in sorted(OUTCOMES, key=lambda o: o.name):
+            terminalreporter.write_line(
+                f"{outcome.name}: {outcome.verdict} ({outcome.seconds:.1f} s)"
+            )

@@ -268,11 +268,12 @@ class Daprd(Service):
 
     def start(self) -> None:
         super().start()
-        wait_for_http(self.http_port, "/v1.0/healthz/outbound", self.proc, self.log)
+        wait_for_http(self.http_port, "/v1.0/healthz", self.proc, self.log)
 
 
 def wait_for_http(port: int, path: str, proc: subprocess.Popen[bytes] | None, log: Path) -> None:
-    """Wait for a 2xx on ``path``: daprd's gRPC port listens before its APIs are ready."""
+    """Wait for a 2xx on ``path``: daprd's gRPC port listens before its APIs are ready, and
+    ``/v1.0/healthz`` answers 500 until it watches the scheduler's hosts."""
     import urllib.error
     import urllib.request
 

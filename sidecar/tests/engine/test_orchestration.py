@@ -94,12 +94,70 @@ def test_apply_turn_failure_keeps_details() -> None:
     assert outcome.failure.errorMessage == "payment declined"
 
 
-def test_apply_turn_reused_action_id_is_rejected() -> None:
-    scheduled = orch.new_event(NOW, taskScheduled=pb.TaskScheduledEvent(name="notify"))
-    scheduled.eventId = 1
+def test_apply_turn_action_id_of_an_earlier_event_is_accepted_as_daprd_does() -> None:
+    # The SDK's indefinite event wait records a timer (id 2); code patched under the running
+    # instance replays and schedules an activity with that same id, which daprd accepts.
+    timer = orch.new_event(NOW, timerCreated=pb.TimerCreatedEvent())
+    timer.eventId = 2
 
-    with pytest.raises(InvalidArgument, match="already used"):
-        orch.apply_turn(_view([scheduled]), _started(), [], _response(_schedule(1)), NOW)
+    outcome = orch.apply_turn(_view([timer]), _started(), [], _response(_schedule(2)), NOW)
+
+    assert [(e.WhichOneof("eventType"), e.eventId) for e in outcome.events[1:]] == [
+        ("taskScheduled", 2)
+    ]
+    assert [a.taskId for a in outcome.activities] == [2]
+
+
+def test_apply_turn_action_id_twice_in_one_response_is_rejected() -> None:
+    with pytest.raises(InvalidArgument, match="used twice"):
+        orch.apply_turn(_view(), _started(), [], _response(_schedule(1), _schedule(1)), NOW)
+
+
+def _patched_turn(*patches: str) -> pb.HistoryEvent:
+    started = _started()
+    started.workflowStarted.version.patches.extend(patches)
+    return started
+
+
+def _reporting(*patches: str) -> pb.WorkflowResponse:
+    response = _response(_schedule(5))
+    response.version.patches.extend(patches)
+    return response
+
+
+def test_apply_turn_patch_no_longer_reported_stalls_as_daprd_does() -> None:
+    view = _view([_execution_started(), _patched_turn("patch1")])
+
+    outcome = orch.apply_turn(view, _started(), [], _reporting(), NOW)
+
+    assert outcome.status == STALLED
+    assert outcome.stall is not None
+    assert outcome.stall.reason == pb.PATCH_MISMATCH
+    assert outcome.stall.description == (
+        "Patch mismatch. History patches: [patch1], current patches: []. "
+    )
+    assert outcome.activities == []
+
+
+def test_apply_turn_patches_in_another_order_stall() -> None:
+    view = _view([_patched_turn("patch2"), _patched_turn("patch1")])
+
+    outcome = orch.apply_turn(view, _started(), [], _reporting("patch1", "patch2"), NOW)
+
+    assert outcome.stall is not None
+    assert outcome.stall.description == (
+        "Patch mismatch. History patches: [patch2, patch1], current patches: [patch1, patch2]. "
+    )
+
+
+def test_apply_turn_patches_recorded_then_extended_run_on() -> None:
+    view = _view([_patched_turn("patch1")])
+
+    extended = orch.apply_turn(view, _started(), [], _reporting("patch1", "patch2"), NOW)
+    unpatched = orch.apply_turn(_view(), _started(), [], _reporting(), NOW)
+
+    assert extended.stall is None and extended.status == RUNNING
+    assert unpatched.stall is None and unpatched.status == RUNNING
 
 
 def test_apply_turn_action_without_type_is_rejected() -> None:
