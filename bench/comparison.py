@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import statistics
 import time
@@ -22,8 +23,9 @@ from typing import IO, Any
 
 import psutil
 
-from bench import dapr_runs, report
+from bench import dapr_runs, daprd_runs, report
 from bench.dapr_runs import LoadResult
+from bench.daprd_runs import DaprdSystem
 from bench.util import PYTHON, CpuMark, free_port, percentile, spawn, stop_process, wait_port
 
 Row = dict[str, Any]
@@ -108,19 +110,39 @@ def run_dapr(
     sampling_rate: str | None = None,
 ) -> Row:
     """dapr.ext.workflow's workers and client against ``backend``: the sidecar on a ``file``,
-    the sidecar ``memory`` (``--db :memory:``), or the SDK ``floor``. ``sampling_rate``: the
-    sidecar traces (``--config``) at that rate, exporting to ``bench.span_sink``."""
-    db = ":memory:" if backend == "memory" else str(workdir / f"{config}-{workers}.db")
-    floor = backend == "floor"
+    the sidecar ``memory`` (``--db :memory:``), the SDK ``floor``, or real ``daprd`` (with its
+    private Redis, placement and scheduler). ``sampling_rate``: the sidecar traces
+    (``--config``) at that rate, exporting to ``bench.span_sink``."""
     with contextlib.ExitStack() as stack:
-        sidecar_args: list[str] = []
-        if sampling_rate is not None:
-            config_file = stack.enter_context(span_sink(workdir, sampling_rate, log))
-            sidecar_args = ["--config", str(config_file)]
-        system = dapr_runs.SidecarSystem(
-            db=db, workers=workers, log=log, floor=floor, sidecar_args=sidecar_args
+        system: dapr_runs.SidecarSystem | DaprdSystem
+        if backend == "daprd":
+            system = DaprdSystem(workdir / f"{config}-{workers}", workers, log)
+        else:
+            sidecar_args: list[str] = []
+            if sampling_rate is not None:
+                config_file = stack.enter_context(span_sink(workdir, sampling_rate, log))
+                sidecar_args = ["--config", str(config_file)]
+            db = ":memory:" if backend == "memory" else str(workdir / f"{config}-{workers}.db")
+            system = dapr_runs.SidecarSystem(
+                db=db, workers=workers, log=log, floor=backend == "floor", sidecar_args=sidecar_args
+            )
+        stack.enter_context(system.start())
+        port = system.port
+        warm_lanes = max(1, min(args.warmup, args.inflight))
+        warm = dapr_runs.run(
+            lambda c: dapr_runs.closed_loop(c, "warm", args.warmup, warm_lanes), port
         )
-        row = _run_dapr_system(stack.enter_context(system.start()), config, workers, args)
+        seq = dapr_runs.run(lambda c: dapr_runs.sequential(c, "seq", args.sequential), port)
+        system.check_alive()
+        with Measure({**system.pids(), "client": [os.getpid()]}) as m:
+            load = dapr_runs.run(
+                lambda c: dapr_runs.closed_loop(c, "tp", args.workflows, args.inflight), port
+            )
+        system.check_alive()
+        rss = system.peak_rss()
+    load.errors = warm.errors + load.errors
+    row = make_row(config, workers, args, seq, load, m, rss)
+    row["sidecar_start_s"] = round(system.started_in_s, 2)
     return row
 
 
@@ -140,27 +162,6 @@ def span_sink(workdir: Path, sampling_rate: str, log: IO[Any]) -> Iterator[Path]
         yield config
     finally:
         stop_process(sink)
-
-
-def _run_dapr_system(
-    system: dapr_runs.SidecarSystem, config: str, workers: int, args: argparse.Namespace
-) -> Row:
-    """Warm-up, sequential and throughput runs of the order workflow on a started system."""
-    port = system.port
-    warm_lanes = max(1, min(args.warmup, args.inflight))
-    warm = dapr_runs.run(lambda c: dapr_runs.closed_loop(c, "warm", args.warmup, warm_lanes), port)
-    seq = dapr_runs.run(lambda c: dapr_runs.sequential(c, "seq", args.sequential), port)
-    system.check_alive()
-    with Measure({**system.pids(), "client": [os.getpid()]}) as m:
-        load = dapr_runs.run(
-            lambda c: dapr_runs.closed_loop(c, "tp", args.workflows, args.inflight), port
-        )
-    system.check_alive()
-    rss = system.peak_rss()
-    load.errors = warm.errors + load.errors
-    row = make_row(config, workers, args, seq, load, m, rss)
-    row["sidecar_start_s"] = round(system.started_in_s, 2)
-    return row
 
 
 def run_dbos(
@@ -188,13 +189,21 @@ def run_dbos(
     return row
 
 
+def dbos_unavailable() -> str | None:
+    if importlib.util.find_spec("dbos") is None:
+        return "DBOS is not installed: `make bench` installs requirements-bench.txt"
+    return None
+
+
 @dataclass(frozen=True)
 class Configuration:
-    """A row of the main table: its label, and how to run it with n worker processes (the
-    function returns ``make_row(...)``)."""
+    """A row of the main table: its label, how to run it with n worker processes (the
+    function returns ``make_row(...)``), and what it needs that this machine may lack (a
+    function returning why it cannot run here, or None)."""
 
     label: str
     run: Runner
+    unavailable: Callable[[], str | None] = lambda: None
 
 
 # The rows, in the table's order. DBOS's SQLite journal: "default" leaves DBOS's own choice (a
@@ -220,10 +229,19 @@ CONFIGURATIONS: dict[str, Configuration] = {
     report.REFERENCE: Configuration(
         "SDK floor: a backend doing nothing", partial(run_dapr, backend="floor")
     ),
-    "dbos": Configuration(
-        "DBOS 3.x, SQLite as DBOS sets it up", partial(run_dbos, journal="default")
+    "daprd": Configuration(
+        "daprd with Redis, placement, scheduler",
+        partial(run_dapr, backend="daprd"),
+        daprd_runs.why_unavailable,
     ),
-    "dbos-wal": Configuration("DBOS 3.x, SQLite switched to WAL", partial(run_dbos, journal="wal")),
+    "dbos": Configuration(
+        "DBOS 3.x, SQLite as DBOS sets it up",
+        partial(run_dbos, journal="default"),
+        dbos_unavailable,
+    ),
+    "dbos-wal": Configuration(
+        "DBOS 3.x, SQLite switched to WAL", partial(run_dbos, journal="wal"), dbos_unavailable
+    ),
 }
 
 
@@ -264,8 +282,25 @@ def median_row(runs: list[Row]) -> Row:
     return merged
 
 
+def skipped_configurations(only: list[str]) -> dict[str, str]:
+    """The chosen configurations this machine cannot run, each with why (a note, not a
+    failure: the rest of the comparison still runs)."""
+    reasons = {config: CONFIGURATIONS[config].unavailable() for config in only}
+    return {config: reason for config, reason in reasons.items() if reason}
+
+
 def suite(args: argparse.Namespace, workdir: Path, log: IO[Any], out: dict[str, Any]) -> None:
-    plan = [(c, w) for c in CONFIGURATIONS if c in args.only for w in args.worker_counts]
+    skipped = skipped_configurations(args.only)
+    for config, reason in skipped.items():
+        print(f"- {config}: SKIPPED, {reason}", flush=True)
+    if skipped:
+        out["skipped"] = skipped
+    plan = [
+        (c, w)
+        for c in CONFIGURATIONS
+        if c in args.only and c not in skipped
+        for w in args.worker_counts
+    ]
     by_key: dict[tuple[str, int], list[Row]] = {key: [] for key in plan}
     for round_no in range(1, args.rounds + 1):
         # Every other round runs the plan backwards (an ABBA order): a steady drift of the
@@ -304,3 +339,5 @@ def suite(args: argparse.Namespace, workdir: Path, log: IO[Any], out: dict[str, 
     out["results"] = rows
     print()
     print(report.main_table(rows))
+    for config, reason in skipped.items():
+        print(f"({CONFIGURATIONS[config].label}: not run, {reason})")
