@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import comparison, scale
+from bench import comparison, daprd_runs, scale
 from bench.util import REPO, BenchError, machine
 
 # option: (default, with --quick)
@@ -33,8 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description="Order-shaped workflows (5 chained activities) through dapr.ext.workflow on "
-        "the embedded sidecar (durable and in-memory) and on the SDK floor (a backend doing "
-        "nothing), and through DBOS on SQLite.",
+        "the embedded sidecar (durable and in-memory), on the SDK floor (a backend doing "
+        "nothing) and on real daprd, and through DBOS on SQLite.",
     )
     p.add_argument("--quick", action="store_true", help="small sizes: a ~1 minute smoke run")
     p.add_argument(
@@ -103,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": dt.datetime.now().isoformat(timespec="seconds"),
         "argv": sys.argv[1:] if argv is None else argv,
         "sizes": {name: getattr(args, name) for name in SIZES} | {"activities_per_workflow": 5},
-        "machine": machine(workdir),
+        "machine": machine(workdir) | {"daprd": daprd_runs.daprd_version()},
     }
     m = out["machine"]
     print(
         f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['memory_gb']} GiB, "
         f"{m['os']}, Python {m['python']}, SQLite {m['sqlite']}, dapr {m['dapr']}, "
-        f"dbos {m['dbos']}; fsync p50 {m['fsync_ms_p50']} ms; load average "
+        f"daprd {m['daprd']}, dbos {m['dbos']}; fsync p50 {m['fsync_ms_p50']} ms; load average "
         f"{m['loadavg_at_start']}"
     )
     print(f"databases and process logs in {workdir}", flush=True)

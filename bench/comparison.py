@@ -9,11 +9,13 @@ time of every process of the configuration over that phase).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import os
 import statistics
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -21,9 +23,10 @@ from typing import IO, Any
 
 import psutil
 
-from bench import dapr_runs, report
+from bench import dapr_runs, daprd_runs, report
 from bench.dapr_runs import LoadResult
-from bench.util import CpuMark, percentile
+from bench.daprd_runs import DaprdSystem
+from bench.util import PYTHON, CpuMark, free_port, percentile, spawn, stop_process, wait_port
 
 Row = dict[str, Any]
 Runner = Callable[[str, int, argparse.Namespace, Path, IO[Any]], Row]
@@ -104,12 +107,26 @@ def run_dapr(
     log: IO[Any],
     *,
     backend: str,
+    sampling_rate: str | None = None,
 ) -> Row:
     """dapr.ext.workflow's workers and client against ``backend``: the sidecar on a ``file``,
-    the sidecar ``memory`` (``--db :memory:``), or the SDK ``floor``."""
-    db = ":memory:" if backend == "memory" else str(workdir / f"{config}-{workers}.db")
-    floor = backend == "floor"
-    with dapr_runs.SidecarSystem(db=db, workers=workers, log=log, floor=floor).start() as system:
+    the sidecar ``memory`` (``--db :memory:``), the SDK ``floor``, or real ``daprd`` (with its
+    private Redis, placement and scheduler). ``sampling_rate``: the sidecar traces
+    (``--config``) at that rate, exporting to ``bench.span_sink``."""
+    with contextlib.ExitStack() as stack:
+        system: dapr_runs.SidecarSystem | DaprdSystem
+        if backend == "daprd":
+            system = DaprdSystem(workdir / f"{config}-{workers}", workers, log)
+        else:
+            sidecar_args: list[str] = []
+            if sampling_rate is not None:
+                config_file = stack.enter_context(span_sink(workdir, sampling_rate, log))
+                sidecar_args = ["--config", str(config_file)]
+            db = ":memory:" if backend == "memory" else str(workdir / f"{config}-{workers}.db")
+            system = dapr_runs.SidecarSystem(
+                db=db, workers=workers, log=log, floor=backend == "floor", sidecar_args=sidecar_args
+            )
+        stack.enter_context(system.start())
         port = system.port
         warm_lanes = max(1, min(args.warmup, args.inflight))
         warm = dapr_runs.run(
@@ -127,6 +144,24 @@ def run_dapr(
     row = make_row(config, workers, args, seq, load, m, rss)
     row["sidecar_start_s"] = round(system.started_in_s, 2)
     return row
+
+
+@contextlib.contextmanager
+def span_sink(workdir: Path, sampling_rate: str, log: IO[Any]) -> Iterator[Path]:
+    """A Dapr Configuration tracing at ``sampling_rate`` to a span sink started for it."""
+    port = free_port()
+    sink = spawn([PYTHON, "-m", "bench.span_sink", "--port", str(port)], log)
+    try:
+        wait_port(port, sink)
+        config = workdir / f"tracing-{sampling_rate}.yaml"
+        config.write_text(
+            "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: bench\n"
+            f'spec:\n  tracing:\n    samplingRate: "{sampling_rate}"\n    zipkin:\n'
+            f'      endpointAddress: "http://127.0.0.1:{port}/api/v2/spans"\n'
+        )
+        yield config
+    finally:
+        stop_process(sink)
 
 
 def run_dbos(
@@ -154,13 +189,21 @@ def run_dbos(
     return row
 
 
+def dbos_unavailable() -> str | None:
+    if importlib.util.find_spec("dbos") is None:
+        return "DBOS is not installed: `make bench` installs requirements-bench.txt"
+    return None
+
+
 @dataclass(frozen=True)
 class Configuration:
-    """A row of the main table: its label, and how to run it with n worker processes (the
-    function returns ``make_row(...)``)."""
+    """A row of the main table: its label, how to run it with n worker processes (the
+    function returns ``make_row(...)``), and what it needs that this machine may lack (a
+    function returning why it cannot run here, or None)."""
 
     label: str
     run: Runner
+    unavailable: Callable[[], str | None] = lambda: None
 
 
 # The rows, in the table's order. DBOS's SQLite journal: "default" leaves DBOS's own choice (a
@@ -172,13 +215,33 @@ CONFIGURATIONS: dict[str, Configuration] = {
     "sidecar-memory": Configuration(
         "sidecar, --db :memory: (reference)", partial(run_dapr, backend="memory")
     ),
+    # Tracing's cost (docs/performance.md): the durable sidecar with a Configuration at
+    # samplingRate 0 (tracing off, as no configuration) and at 1 (every workflow's spans made
+    # and exported to bench.span_sink, a collector that drops them).
+    "sidecar-traced-0": Configuration(
+        "sidecar, durable, tracing samplingRate 0",
+        partial(run_dapr, backend="file", sampling_rate="0"),
+    ),
+    "sidecar-traced-1": Configuration(
+        "sidecar, durable, tracing samplingRate 1",
+        partial(run_dapr, backend="file", sampling_rate="1"),
+    ),
     report.REFERENCE: Configuration(
         "SDK floor: a backend doing nothing", partial(run_dapr, backend="floor")
     ),
-    "dbos": Configuration(
-        "DBOS 3.x, SQLite as DBOS sets it up", partial(run_dbos, journal="default")
+    "daprd": Configuration(
+        "daprd with Redis, placement, scheduler",
+        partial(run_dapr, backend="daprd"),
+        daprd_runs.why_unavailable,
     ),
-    "dbos-wal": Configuration("DBOS 3.x, SQLite switched to WAL", partial(run_dbos, journal="wal")),
+    "dbos": Configuration(
+        "DBOS 3.x, SQLite as DBOS sets it up",
+        partial(run_dbos, journal="default"),
+        dbos_unavailable,
+    ),
+    "dbos-wal": Configuration(
+        "DBOS 3.x, SQLite switched to WAL", partial(run_dbos, journal="wal"), dbos_unavailable
+    ),
 }
 
 
@@ -219,8 +282,25 @@ def median_row(runs: list[Row]) -> Row:
     return merged
 
 
+def skipped_configurations(only: list[str]) -> dict[str, str]:
+    """The chosen configurations this machine cannot run, each with why (a note, not a
+    failure: the rest of the comparison still runs)."""
+    reasons = {config: CONFIGURATIONS[config].unavailable() for config in only}
+    return {config: reason for config, reason in reasons.items() if reason}
+
+
 def suite(args: argparse.Namespace, workdir: Path, log: IO[Any], out: dict[str, Any]) -> None:
-    plan = [(c, w) for c in CONFIGURATIONS if c in args.only for w in args.worker_counts]
+    skipped = skipped_configurations(args.only)
+    for config, reason in skipped.items():
+        print(f"- {config}: SKIPPED, {reason}", flush=True)
+    if skipped:
+        out["skipped"] = skipped
+    plan = [
+        (c, w)
+        for c in CONFIGURATIONS
+        if c in args.only and c not in skipped
+        for w in args.worker_counts
+    ]
     by_key: dict[tuple[str, int], list[Row]] = {key: [] for key in plan}
     for round_no in range(1, args.rounds + 1):
         # Every other round runs the plan backwards (an ABBA order): a steady drift of the
@@ -259,3 +339,5 @@ def suite(args: argparse.Namespace, workdir: Path, log: IO[Any], out: dict[str, 
     out["results"] = rows
     print()
     print(report.main_table(rows))
+    for config, reason in skipped.items():
+        print(f"({CONFIGURATIONS[config].label}: not run, {reason})")

@@ -32,6 +32,20 @@ from bench.util import (
 WAIT_TIMEOUT_S = 300
 
 
+def start_worker(port: int, log: IO[Any]) -> Any:
+    """A ``python -m bench.dapr_worker`` process connected to 127.0.0.1:``port``, once it is
+    ready; it stops when its standard input closes."""
+    proc = spawn(
+        [PYTHON, "-m", "bench.dapr_worker", "--port", str(port)], log, stdin=True, stdout_pipe=True
+    )
+    try:
+        wait_line(proc, "ready")
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
+
+
 @dataclass
 class SidecarSystem:
     """A sidecar process and its worker processes; start() returns once all are serving, and
@@ -60,6 +74,7 @@ class SidecarSystem:
             command = [PYTHON, "-m", "bench.sdk_floor", "--port", str(self.port)]
         else:
             command = [PYTHON, "-m", "sidecar", "--grpc-port", str(self.port), "--db", self.db]
+            command += ["--metrics-port", "off"]  # rows with metrics say so in sidecar_args
             command += ["--log-level", "warning", *self.sidecar_args]
         try:
             self.sidecar = spawn(command, self.log)
@@ -73,14 +88,7 @@ class SidecarSystem:
         return self
 
     def add_worker(self) -> None:
-        proc = spawn(
-            [PYTHON, "-m", "bench.dapr_worker", "--port", str(self.port)],
-            self.log,
-            stdin=True,
-            stdout_pipe=True,
-        )
-        self.worker_procs.append(proc)
-        wait_line(proc, "ready")
+        self.worker_procs.append(start_worker(self.port, self.log))
 
     def check_alive(self) -> None:
         for proc in [self.sidecar, *self.worker_procs]:

@@ -5,21 +5,33 @@ from typing import Any
 
 from django import forms
 
-from orders.models import MAX_UNITS, InventoryItem, amount_text
-from orders.selectors import inventory_list
+from orders.exceptions import InvalidQuantity, NotEnoughStock, OrderError, UnknownItem
+from orders.models import MAX_UNITS, InventoryItem
+from orders.selectors import Quote, inventory_list, order_quote
 
 
-class ItemChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj: InventoryItem) -> str:  # type: ignore[override]
-        return f"{obj.name} (${amount_text(obj.unit_cost)} each, {obj.on_hand} in stock)"
+class ItemChoice(forms.RadioSelect):
+    """One radio button per item; the template draws each as a card (name, price, stock). An
+    item with nothing free cannot be chosen."""
+
+    def create_option(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(*args, **kwargs)
+        item = getattr(option["value"], "instance", None)
+        if isinstance(item, InventoryItem) and item.on_hand < 1:
+            option["attrs"]["disabled"] = True
+        return option
 
 
 class OrderForm(forms.Form):
-    item = ItemChoiceField(
+    item = forms.ModelChoiceField(
         label="Item",
         queryset=InventoryItem.objects.none(),
+        widget=ItemChoice,
         empty_label=None,
-        error_messages={"invalid_choice": "That item is not in the inventory."},
+        error_messages={
+            "required": "Choose an item.",
+            "invalid_choice": "That item is not in the inventory.",
+        },
     )
     quantity = forms.IntegerField(
         label="Quantity",
@@ -42,6 +54,7 @@ class OrderForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["item"].queryset = inventory_list()  # type: ignore[attr-defined]
+        self.fields["quantity"].widget.attrs.update(min=1, inputmode="numeric")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -49,3 +62,16 @@ class OrderForm(forms.Form):
         if item is not None and quantity is not None and quantity > item.on_hand:
             self.add_error("quantity", f"Only {item.on_hand} {item.name} in stock; order fewer.")
         return cleaned
+
+    def add_order_error(self, error: OrderError) -> None:
+        """Show a refusal from ``order_place`` next to the field it concerns."""
+        fields = {UnknownItem: "item", NotEnoughStock: "quantity", InvalidQuantity: "quantity"}
+        field = next((name for kind, name in fields.items() if isinstance(error, kind)), None)
+        self.add_error(field, str(error))
+
+    def quote(self) -> Quote | None:
+        """The total of what the form holds so far; None until it names an item and a quantity
+        that can be ordered."""
+        if not self.is_bound or not self.is_valid():
+            return None
+        return order_quote(item=self.cleaned_data["item"], quantity=self.cleaned_data["quantity"])

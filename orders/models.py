@@ -87,6 +87,15 @@ class Order(models.Model):
     """One purchase; its primary key is also the workflow instance id."""
 
     id = models.CharField(primary_key=True, max_length=64, default=new_order_id, editable=False)
+    # Who placed it: a customer sees only their own orders. Null for orders placed before shop
+    # accounts existed; a deleted account leaves its orders (and their ledger) in place.
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="orders",
+    )
     item = models.ForeignKey(InventoryItem, on_delete=models.PROTECT, related_name="orders")
     quantity = models.PositiveIntegerField()
     total_cost = models.DecimalField(max_digits=14, decimal_places=2)
@@ -126,11 +135,14 @@ class Order(models.Model):
 
 
 class OrderEvent(models.Model):
-    """One line of an order's timeline: each notification the workflow sends, once."""
+    """One line of an order's timeline: each notification the workflow sends, once. Its time is
+    when that step of the workflow ended; the order page derives each step's duration from it."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
     step = models.CharField(max_length=40)
     message = models.TextField()
+    # Why the order stopped here, when it failed: the error of the step that failed.
+    detail = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

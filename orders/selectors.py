@@ -5,33 +5,114 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
 from orders import workflow_client
 from orders.exceptions import OrderNotFound
 from orders.models import FINAL_STATUSES, InventoryItem, Order, OrderEvent, OrderStatus
+from orders.order_steps import Step, order_steps
+
+User = AbstractBaseUser | AnonymousUser
+
+# Staff who may view orders (managers, superusers) see every customer's on the shop's pages.
+VIEW_ALL_PERMISSION = "orders.view_order"
 
 
 def inventory_list() -> QuerySet[InventoryItem]:
     return InventoryItem.objects.all()
 
 
-def order_list(*, status: str | None = None) -> QuerySet[Order]:
-    orders = Order.objects.select_related("item")
+def orders_visible(*, user: User) -> QuerySet[Order]:
+    """The orders ``user`` may see: staff (who may view orders) all of them, a customer their
+    own, an anonymous visitor none."""
+    orders = Order.objects.select_related("item", "decided_by")
+    if user.is_active and user.has_perm(VIEW_ALL_PERMISSION):
+        return orders
+    if not user.is_authenticated:
+        return orders.none()
+    return orders.filter(placed_by=user.pk)
+
+
+def order_list(*, user: User, status: str | None = None) -> QuerySet[Order]:
+    orders = orders_visible(user=user)
     if status in OrderStatus.values:
         orders = orders.filter(status=status)
     return orders
 
 
-def order_get(*, order_id: str) -> Order:
+def order_get_visible(*, order_id: str, user: User) -> Order:
+    """The order, if ``user`` may see it; another customer's order is as unknown as a missing
+    one (``OrderNotFound``), so its id reveals nothing."""
     try:
-        return Order.objects.select_related("item", "decided_by").get(pk=order_id)
+        return orders_visible(user=user).get(pk=order_id)
     except Order.DoesNotExist:
         raise OrderNotFound(f"There is no order {order_id}.") from None
+
+
+@dataclass(frozen=True)
+class OrderProgress:
+    """What the order page shows: the order, its workflow's steps, the manager's decision, the
+    time left for it, and ``version``, which changes whenever any of them does."""
+
+    order: Order
+    steps: list[Step]
+    decision: str | None
+    time_left: timedelta | None
+    version: str
+    cancellable: bool
+
+
+def order_progress(*, order_id: str, user: User) -> OrderProgress:
+    """The order page's content for ``user`` (``OrderNotFound`` if they may not see it)."""
+    order = order_get_visible(order_id=order_id, user=user)
+    events = list(order.events.all())
+    ledger = {entry.step: entry for entry in order.ledger.all()}
+    steps = order_steps(
+        order=order,
+        events={event.step: event for event in events},
+        ledger=ledger,
+        needs_approval=order.total_cost > settings.ORDER_APPROVAL_THRESHOLD,
+    )
+    return OrderProgress(
+        order=order,
+        steps=steps,
+        decision=decision_text(order=order, events=events),
+        time_left=approval_time_left(order=order),
+        version=f"{order.status}/{order.updated_at.timestamp()}/{len(events)}/{len(ledger)}",
+        # Its customer may cancel while nobody has decided (staff cancel in the admin).
+        cancellable=order.placed_by_id == user.pk
+        and order.status == OrderStatus.AWAITING_APPROVAL
+        and order.approved is None,
+    )
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What an order of ``quantity`` ``item`` would cost, and whether a manager must approve it."""
+
+    item: InventoryItem
+    quantity: int
+    total: Decimal
+    threshold: Decimal
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.total > self.threshold
+
+
+def order_quote(*, item: InventoryItem, quantity: int) -> Quote:
+    return Quote(
+        item=item,
+        quantity=quantity,
+        total=item.unit_cost * quantity,
+        threshold=settings.ORDER_APPROVAL_THRESHOLD,
+    )
 
 
 def order_timeline(*, order: Order) -> QuerySet[OrderEvent]:

@@ -223,9 +223,11 @@ def run_child(address: str, parent_pid: int | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     workflow_client.use_address(address)
     runtime = runtime_create(address)
-    runtime.start()
-    logger.info("Worker process %d connected to %s", os.getpid(), address)
     try:
+        # Inside the try: a start that fails (the sidecar gone, a wrong token) must still shut
+        # the runtime down, or its non-daemon thread keeps this process alive, retrying.
+        runtime.start()
+        logger.info("Worker process %d connected to %s", os.getpid(), address)
         # A parent killed with SIGKILL cannot stop us; notice it is gone instead of lingering.
         while not stop.wait(1.0):
             if os.getppid() != parent:

@@ -24,6 +24,7 @@ import grpc
 from django.conf import settings
 
 from orders.exceptions import EngineUnavailable
+from orders.observability import with_trace_context
 
 if TYPE_CHECKING:
     from dapr.ext.workflow import DaprWorkflowClient, WorkflowState
@@ -99,14 +100,16 @@ def sdk_build(factory: Callable[..., T], address: str | None = None, **options: 
 
 def client() -> DaprWorkflowClient:
     """This process's client, created lazily: gunicorn forks workers after import, and a gRPC
-    channel must not cross a fork."""
+    channel must not cross a fork. When the process is traced, every call carries the current
+    span's trace context (so a workflow started in a request is part of that request's trace)."""
     global _client
     from dapr.ext.workflow import DaprWorkflowClient
 
     address = engine_address()
     with _lock:
         if _client is None or _client[0] != os.getpid() or _client[1] != address:
-            _client = (os.getpid(), address, sdk_build(DaprWorkflowClient, address))
+            built = with_trace_context(sdk_build(DaprWorkflowClient, address))
+            _client = (os.getpid(), address, built)
         return _client[2]
 
 

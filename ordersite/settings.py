@@ -82,6 +82,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request's span covers everything after it (passes through when untraced).
+    "orders.observability.TracingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # WhiteNoise serves /static/ from the gunicorn process itself: no nginx, no network.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -162,7 +164,8 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "orders:login"
+LOGIN_REDIRECT_URL = "orders:create"
 
 # --- login throttling (django-axes) -------------------------------------------------------------
 # After AXES_FAILURE_LIMIT wrong passwords in a row for one username from one address, that pair
@@ -224,6 +227,23 @@ DAPR_API_TOKEN = os.environ.get("DAPR_API_TOKEN") or (
 # order's admin page links to the order's trace there. Empty (the default) means tracing is off
 # and no link is shown.
 ZIPKIN_UI_URL = os.environ.get("ZIPKIN_UI_URL", "").strip()
+
+# --- tracing and metrics (see docs/sidecar-apis.md) ---------------------------------------------
+# The Dapr Configuration file whose tracing section (samplingRate, zipkin or otel endpoint) both
+# the embedded sidecar (as daprd's --config) and the app's own processes honour: the same file
+# `dapr run -f .` gives daprd (dapr.yaml), so one file drives both modes. Empty: no tracing;
+# unset: that file when it is there (the image leaves config/ out: daprd holds it there).
+_dapr_config = BASE_DIR / "config" / "dapr-config.yaml"
+DAPR_CONFIG = os.environ.get("DAPR_CONFIG", str(_dapr_config) if _dapr_config.is_file() else "")
+# The embedded sidecar's app id (daprd's --app-id): its spans' service name and its metrics'
+# app_id, the worker's appID in dapr.yaml.
+WORKFLOW_APP_ID = os.environ.get("WORKFLOW_APP_ID", "orders-worker")
+# Where the embedded sidecar serves daprd's workflow metrics (/metrics): 9090 as daprd; 0 picks
+# a free port; "off" serves none.
+_metrics_port = os.environ.get("WORKFLOW_METRICS_PORT", "9090").strip().lower()
+WORKFLOW_METRICS_PORT = None if _metrics_port in {"off", "none", ""} else int(_metrics_port)
+# Who may read the web's /metrics (the order counters): loopback only unless listed here.
+METRICS_ALLOWED_ADDRESSES = env_list("METRICS_ALLOWED_ADDRESSES", "127.0.0.1,::1")
 
 LOGGING = {
     "version": 1,

@@ -9,12 +9,27 @@ import signal
 import sys
 
 from .server import (
+    DEFAULT_APP_ID,
     DEFAULT_COMMIT_DELAY_MS,
+    DEFAULT_METRICS_PORT,
     MAX_COMMIT_DELAY_MS,
     Sidecar,
     SidecarStartError,
     new_event_loop,
 )
+
+
+def metrics_port(value: str) -> int | None:
+    """A port number, 0 for a free one, or ``off``."""
+    if value.strip().lower() in {"off", "none", "false"}:
+        return None
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number or 'off': {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range")
+    return port
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,6 +63,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f" (default {DEFAULT_COMMIT_DELAY_MS:g}; 0 commits every step on its own)",
     )
     parser.add_argument(
+        "--config",
+        default=None,
+        help="a Dapr Configuration file, as daprd's --config: its tracing section (samplingRate,"
+        " zipkin, otel) is honoured; without one nothing is traced",
+    )
+    parser.add_argument(
+        "--app-id",
+        default=DEFAULT_APP_ID,
+        help=f"the app id daprd would have: service name of spans, app_id of metrics"
+        f" (default {DEFAULT_APP_ID})",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=metrics_port,
+        default=DEFAULT_METRICS_PORT,
+        help=f"port of the Prometheus /metrics endpoint, on --host (default"
+        f" {DEFAULT_METRICS_PORT} as daprd's; 0 picks a free one; off disables it)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     args = parser.parse_args(argv)
@@ -68,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         http_port=args.http_port,
         resources_path=args.resources_path,
         commit_delay_ms=args.commit_delay_ms,
+        config=args.config,
+        app_id=args.app_id,
+        metrics_port=args.metrics_port,
     )
 
     async def serve() -> None:

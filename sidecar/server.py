@@ -25,9 +25,12 @@ from .dapr.runtime_grpc import add_dapr_servicer
 from .dapr.runtime_http import create_app
 from .dapr.state_store import StateStore
 from .engine.core import Engine
+from .engine.observers import EngineObserver
 from .limits import MAX_BODY_BYTES
+from .metrics import WorkflowMetrics, start_metrics_server
 from .storage.store import Store, StoreError
 from .taskhub import add_taskhub_servicer
+from .tracing_config import ConfigurationError, load_tracing
 
 log = logging.getLogger("sidecar")
 
@@ -40,6 +43,9 @@ log = logging.getLogger("sidecar")
 DEFAULT_COMMIT_DELAY_MS = 100.0
 MAX_COMMIT_DELAY_MS = 1000.0
 FLUSH_TIMEOUT_S = 2.0
+TRACE_FLUSH_TIMEOUT_S = 5.0
+DEFAULT_APP_ID = "sidecar"
+DEFAULT_METRICS_PORT = 9090  # daprd's default --metrics-port
 
 GRPC_OPTIONS = [
     # daprd's --max-body-size, both ways (sidecar/limits.py): a larger request is refused with
@@ -185,6 +191,9 @@ class Sidecar:
         resources_path: str | None = None,
         api_token: str | None = None,
         commit_delay_ms: float = DEFAULT_COMMIT_DELAY_MS,
+        config: str | None = None,
+        app_id: str = DEFAULT_APP_ID,
+        metrics_port: int | None = None,
     ) -> None:
         if not 0 <= commit_delay_ms <= MAX_COMMIT_DELAY_MS:
             raise ValueError(
@@ -198,6 +207,12 @@ class Sidecar:
         self.http_port = http_port
         self.resources_path = resources_path
         self.api_token = api_token if api_token is not None else os.environ.get("DAPR_API_TOKEN")
+        self.config = config  # a Dapr Configuration file: its tracing section is honoured
+        self.app_id = app_id  # daprd's --app-id: the service name of spans, metrics' app_id
+        self.metrics_port = metrics_port  # None: no metrics endpoint; 0 picks a free port
+        self.tracing: Any = None
+        self.metrics: WorkflowMetrics | None = None
+        self._metrics_runner: Any = None
         self.store: Store | None = None
         self.engine: Engine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -268,14 +283,21 @@ class Sidecar:
         _check_port_free(self.host, self.grpc_port)
         if self.http_port:
             _check_port_free(self.host, self.http_port)
+        if self.metrics_port:
+            _check_port_free(self.host, self.metrics_port)
+        observers = self._observers()
         try:
             self.store = Store(self.db_path, commit_delay=self.commit_delay_ms / 1000)
         except StoreError as exc:
             raise SidecarStartError(str(exc)) from exc
         self.store.start()
-        self.engine = Engine(self.store)
+        self.engine = Engine(self.store, observers=observers)
         self.engine.recover()
-        interceptors = [TokenInterceptor(self.api_token)] if self.api_token else []
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if self.api_token:
+            interceptors.append(TokenInterceptor(self.api_token))
+        if self.tracing is not None:
+            interceptors.append(self.tracing.interceptor())
         server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=interceptors)
         add_taskhub_servicer(GenericHandlersOnly(server), self.engine)
         self._add_extra_services(server)
@@ -287,10 +309,12 @@ class Sidecar:
         await server.start()
         self._server = server
         await self._start_http()
+        await self._start_metrics()
         log.info(
-            "sidecar listening: gRPC %s%s, database %s",
+            "sidecar listening: gRPC %s%s%s, database %s",
             self.grpc_address,
             f", HTTP {self.host}:{self.http_port}" if self.http_port else "",
+            f", metrics http://{self.host}:{self.metrics_port}/metrics" if self.metrics else "",
             self.db_path,
         )
         if on_ready is not None:
@@ -299,6 +323,36 @@ class Sidecar:
             await self._stopped.wait()
         finally:
             await self._shutdown()
+
+    def _observers(self) -> tuple[EngineObserver, ...]:
+        """Tracing from the Configuration file's tracing section (none: no OpenTelemetry at
+        all) and daprd's workflow metrics when there is a metrics port."""
+        try:
+            settings = load_tracing(self.config)
+        except ConfigurationError as exc:
+            raise SidecarStartError(str(exc)) from exc
+        observers: list[EngineObserver] = []
+        if settings is not None:
+            from .tracing import WorkflowTracing  # imports OpenTelemetry's SDK
+
+            self.tracing = WorkflowTracing(settings, self.app_id)
+            observers.append(self.tracing)
+        if self.metrics_port is not None:
+            self.metrics = WorkflowMetrics(self.app_id)
+            observers.append(self.metrics)
+        return tuple(observers)
+
+    async def _start_metrics(self) -> None:
+        if self.metrics is None or self.metrics_port is None:
+            return
+        try:
+            self._metrics_runner, self.metrics_port = await start_metrics_server(
+                self.metrics, self.host, self.metrics_port
+            )
+        except OSError as exc:
+            raise SidecarStartError(
+                f"cannot listen on {self.host}:{self.metrics_port}: {exc.strerror}"
+            ) from exc
 
     def _bind_host(self) -> str:
         return f"[{self.host}]" if ":" in self.host else self.host
@@ -353,7 +407,16 @@ class Sidecar:
             await asyncio.wait_for(asyncio.shield(self.store.flush()), FLUSH_TIMEOUT_S)
         if self._http_runner is not None:
             await self._http_runner.cleanup()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         if self._server is not None:
             await self._server.stop(grace=1.0)
         self.store.close()
+        if self.tracing is not None:
+            # Export what is queued, off the loop; the exporter's own timeout bounds it.
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    loop.run_in_executor(None, self.tracing.shutdown), TRACE_FLUSH_TIMEOUT_S
+                )
         log.info("sidecar stopped")

@@ -52,6 +52,14 @@ def _opt(message: Any, name: str) -> str | None:
     return getattr(message, name).value if message.HasField(name) else None
 
 
+def _trace_parent(request: pb.CreateInstanceRequest) -> pb.TraceContext | None:
+    """The workflow's parent span when the request names one (else the engine takes the traced
+    call's span), as durabletask-go's executor (backend/executor.go StartInstance) does."""
+    if request.HasField("parentTraceContext") and request.parentTraceContext.traceParent:
+        return request.parentTraceContext
+    return None
+
+
 def workflow_state(info: InstanceInfo, with_payloads: bool) -> pb.WorkflowState:
     state = pb.WorkflowState(
         instanceId=info.instance_id,
@@ -107,6 +115,7 @@ class TaskHubServicer(stubs.TaskHubSidecarServiceServicer):
                 input=_opt(request, "input"),
                 scheduled_start=scheduled,
                 version=_opt(request, "version") or None,
+                trace_parent=_trace_parent(request),
             ),
         )
         return pb.CreateInstanceResponse(instanceId=instance_id)

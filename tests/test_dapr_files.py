@@ -254,6 +254,23 @@ def test_run_file_web_sends_workflow_calls_to_the_worker_sidecar():
     assert len(set(pinned)) == len(pinned)
 
 
+GUNICORN_TIMEOUT_S = 30  # gunicorn's default worker timeout; no command here changes it
+
+
+def test_workflow_client_calls_have_a_deadline_on_dapr():
+    """daprd holds a schedule or an event while no worker is connected: without a deadline an
+    order placed then hangs its web request until gunicorn kills it (tests/realdapr checks
+    the outcome on daprd)."""
+    doc = run_file()
+    common = (doc.get("common") or {}).get("env", {})
+    for app_id in (WORKER_APP_ID, WEB_APP_ID):
+        env = {**common, **run_app(doc, app_id).get("env", {})}
+        assert 0 < float(env["DAPR_API_TIMEOUT_SECONDS"]) < GUNICORN_TIMEOUT_S, app_id
+    for name in (WEB_APP_ID, WORKER_APP_ID):
+        value = container_env(pod_templates()[name])["DAPR_API_TIMEOUT_SECONDS"]["value"]
+        assert 0 < float(value) < GUNICORN_TIMEOUT_S, name
+
+
 def test_run_file_commands_run_the_worker_and_the_web_process():
     doc = run_file()
     worker, web = run_app(doc, WORKER_APP_ID), run_app(doc, WEB_APP_ID)
@@ -465,6 +482,7 @@ NOT_SETTINGS = {
     "DAPR_HTTP_PORT": "the Dapr SDK",
     "DAPR_API_TOKEN": "the Dapr SDK",
     "DAPR_RUNTIME_HOST": "the Dapr SDK (and the engine address, orders/workflow_client.py)",
+    "DAPR_API_TIMEOUT_SECONDS": "the Dapr SDK (a deadline on the workflow client's calls)",
 }
 
 
@@ -474,6 +492,7 @@ def test_app_environment_names_are_read_by_the_settings():
     source = settings_file.read_text()
     names = {name for t in app_templates().values() for name in container_env(t)}
     names |= {n for app in run_file()["apps"] for n in app.get("env", {})}
+    names |= set((run_file().get("common") or {}).get("env", {}))
     unread = sorted(
         n for n in names - NOT_SETTINGS.keys() if not re.search(rf"[\"']{n}[\"']", source)
     )

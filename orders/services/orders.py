@@ -51,8 +51,16 @@ FORM_ORDERS = uuid.UUID("5d0c3c4e-8f0b-4a57-9a55-6a1f2f6f1c11")  # namespace of 
 # --- placing and scheduling -----------------------------------------------------------------
 
 
-def order_place(*, item_id: int, quantity: int, form_token: str | None = None) -> Order:
+def order_place(
+    *,
+    item_id: int,
+    quantity: int,
+    form_token: str | None = None,
+    placed_by: AbstractBaseUser | None = None,
+) -> Order:
     """Write the order (its id is the workflow instance id), then schedule its workflow.
+
+    ``placed_by`` is the customer whose order it is: they, and staff, may see and follow it.
 
     The row is committed before the engine hears of it, so no workflow runs for an order that
     does not exist; if scheduling fails the order waits for runworker's sweep.
@@ -60,7 +68,8 @@ def order_place(*, item_id: int, quantity: int, form_token: str | None = None) -
     ``form_token`` (32 hex digits, made when the order form is shown) makes a repeat harmless:
     the order's id is derived from it and the figures, so the same form sent again with the
     same item and quantity (a double click, a request sent again) returns the order it placed
-    the first time, and sent with other figures places another.
+    the first time, and sent with other figures places another. The customer is part of the
+    derivation, so one person's token never finds another's order.
     """
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
         raise InvalidQuantity("Quantity must be a whole number of at least 1.")
@@ -68,7 +77,8 @@ def order_place(*, item_id: int, quantity: int, form_token: str | None = None) -
     if form_token is not None:
         if not FORM_TOKEN.fullmatch(form_token):
             raise InvalidFormToken("This form is out of date; reload the page and order again.")
-        order_id = uuid.uuid5(FORM_ORDERS, f"{form_token}/{item_id}/{quantity}").hex
+        customer = placed_by.pk if placed_by is not None else ""
+        order_id = uuid.uuid5(FORM_ORDERS, f"{form_token}/{customer}/{item_id}/{quantity}").hex
     with transaction.atomic():
         placed = Order.objects.filter(pk=order_id).first()
         if placed is not None:
@@ -90,7 +100,11 @@ def order_place(*, item_id: int, quantity: int, form_token: str | None = None) -
         try:
             with transaction.atomic():
                 order = Order.objects.create(
-                    id=order_id, item=item, quantity=quantity, total_cost=total
+                    id=order_id,
+                    item=item,
+                    quantity=quantity,
+                    total_cost=total,
+                    placed_by=placed_by,
                 )
         except IntegrityError:
             # The same form, sent twice at once: the other request has just placed it.
@@ -142,8 +156,10 @@ def order_notify(
     message: str,
     status: str | None = None,
     result: dict[str, Any] | None = None,
+    detail: str = "",
 ) -> bool:
-    """Add one timeline line (once per step) and move the order to ``status``.
+    """Add one timeline line (once per step) and move the order to ``status``; ``detail`` says
+    why the order stopped there (the failed step's error).
 
     An order already in a final state is left alone: a replay of a finished workflow, or an
     activity still in flight when the order was cancelled, must not reopen it.
@@ -153,7 +169,7 @@ def order_notify(
         if order.is_final:
             return False
         _, created = OrderEvent.objects.get_or_create(
-            order=order, step=step, defaults={"message": message}
+            order=order, step=step, defaults={"message": message, "detail": detail}
         )
         changes: dict[str, Any] = {}
         if status and status != order.status:
@@ -195,16 +211,23 @@ def order_request_approval(*, order_id: str, deadline: datetime) -> None:
 def order_cancel(*, order_id: str, user: User) -> Order:
     """Cancel the order, release its stock and refund it if it was paid; then stop its workflow.
 
+    Staff with the change permission may cancel any order whose goods have not left; the
+    customer who placed it, only while it awaits a manager's approval that nobody has given
+    (after that, the decision is on its way to the workflow).
+
     The order is closed first, under its lock: a step of the workflow either committed before
     (an order whose goods have left is not cancellable) or runs after and finds the order
     cancelled, and does nothing (``inventory_reserve``, ``payment_process``,
     ``inventory_deduct``). So stopping the workflow afterwards only saves it the work; when the
     engine cannot be reached the order is cancelled all the same.
     """
-    if not user.is_active or not user.has_perm(CANCEL_PERMISSION):
+    if not user.is_active:
         raise ApprovalNotPermitted("You are not allowed to cancel orders.")
+    staff = user.has_perm(CANCEL_PERMISSION)
     with transaction.atomic():
         order = locked_order(order_id)
+        if not staff:
+            _check_customer_may_cancel(order, user)
         _check_cancellable(order)
         payment_refund_locked(order)
         inventory_release_locked(order)
@@ -215,12 +238,23 @@ def order_cancel(*, order_id: str, user: User) -> Order:
             step="cancelled",
             message=f"Order {order.id} has been cancelled by {who}.",
             result={"processed": False},
+            detail=f"Cancelled by {who}",
         )
     try:
         workflow_client.workflow_terminate(order.id)
     except EngineUnavailable as error:
         logger.warning("Order %s cancelled; its workflow was not stopped: %s", order.id, error)
     return order
+
+
+def _check_customer_may_cancel(order: Order, user: User) -> None:
+    if user.pk is None or order.placed_by_id != user.pk:
+        raise ApprovalNotPermitted("You are not allowed to cancel orders.")
+    if order.status != OrderStatus.AWAITING_APPROVAL or order.approved is not None:
+        raise OrderNotCancellable(
+            f"Order {order.id} can be cancelled only while it awaits a manager's approval;"
+            f" it is {order.get_status_display().lower()}."
+        )
 
 
 def _check_cancellable(order: Order) -> None:
@@ -258,16 +292,25 @@ def order_fail_stuck(*, order_id: str, reason: str) -> bool:
             step="failed",
             message=f"Order {order.id} Failed!",
             result={"processed": False, "reason": reason},
+            detail=reason,
         )
     logger.warning("Order %s marked failed: %s", order_id, reason)
     return True
 
 
 def _close_locked(
-    order: Order, status: OrderStatus, *, step: str, message: str, result: dict[str, Any]
+    order: Order,
+    status: OrderStatus,
+    *,
+    step: str,
+    message: str,
+    result: dict[str, Any],
+    detail: str = "",
 ) -> None:
     """Put the order in a final ``status`` with its last timeline line (once per step)."""
-    OrderEvent.objects.get_or_create(order=order, step=step, defaults={"message": message})
+    OrderEvent.objects.get_or_create(
+        order=order, step=step, defaults={"message": message, "detail": detail}
+    )
     order.status = status
     order.result = result
     order.save(update_fields=["status", "result", "updated_at"])

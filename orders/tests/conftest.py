@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -49,20 +50,37 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.fixture(autouse=True)
+def _no_shared_ports_or_collectors(settings: Any) -> None:
+    """What runworker reads by default (config/dapr-config.yaml exports to Zipkin on 9411, the
+    sidecar's metrics take daprd's 9090) is shared by the whole machine: tests that want
+    tracing or metrics configure their own."""
+    settings.DAPR_CONFIG = ""
+    settings.WORKFLOW_METRICS_PORT = None
+
+
 @pytest.fixture
 def workflow_engine(tmp_path: Any, transactional_db: None) -> Iterator[WorkflowEngine]:
+    with engine_running(str(tmp_path / "workflows.db")) as engine:
+        yield engine
+
+
+@contextmanager
+def engine_running(db_path: str) -> Iterator[WorkflowEngine]:
+    """A real embedded sidecar on ``db_path`` and a real WorkflowRuntime, for as long as the
+    block runs (a test's, or a browser test module's: see test_browser_shop.py)."""
     # With this installation's token, as runworker starts it: the app's clients must send it.
-    sidecar = Sidecar(
-        db_path=str(tmp_path / "workflows.db"), grpc_port=0, api_token=settings.DAPR_API_TOKEN
-    )
+    sidecar = Sidecar(db_path=db_path, grpc_port=0, api_token=settings.DAPR_API_TOKEN)
     sidecar.start()
-    workflow_client.use_address(sidecar.grpc_address)
-    runtime = runtime_create(sidecar.grpc_address)
-    runtime.start()
     try:
-        yield WorkflowEngine(sidecar=sidecar, runtime=runtime)
+        workflow_client.use_address(sidecar.grpc_address)
+        runtime = runtime_create(sidecar.grpc_address)
+        try:
+            runtime.start()
+            yield WorkflowEngine(sidecar=sidecar, runtime=runtime)
+        finally:
+            runtime.shutdown()  # a start that failed has started the worker's thread too
     finally:
-        runtime.shutdown()
         workflow_client.use_address(None)
         sidecar.stop()
 
@@ -122,6 +140,18 @@ def clerk(db: None) -> User:
         *Permission.objects.filter(codename__in=["view_order", "change_order"])
     )
     return User.objects.get(pk=user.pk)
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    """A customer."""
+    return User.objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def bob(db: None) -> User:
+    """Another customer."""
+    return User.objects.create_user("bob", password="pw-bob-12345")
 
 
 def stock(item: InventoryItem) -> tuple[int, int, int]:

@@ -24,8 +24,9 @@ BASE_DIR = Path(settings.BASE_DIR)
 
 
 class TestSeed:
-    def test_seed_creates_inventory_and_manager_once(self, db, capsys, monkeypatch):
+    def test_seed_creates_inventory_manager_and_customer_once(self, db, capsys, monkeypatch):
         monkeypatch.delenv("MANAGER_PASSWORD", raising=False)
+        monkeypatch.delenv("CUSTOMER_PASSWORD", raising=False)
         call_command("seed")
         first = capsys.readouterr().out
         assert "Added Cars ($5000, 10 on hand)" in first
@@ -34,16 +35,36 @@ class TestSeed:
         manager = User.objects.get(username="manager")
         assert manager.is_staff and manager.check_password(password)
         assert manager.has_perm("orders.approve_order")
+        assert "Created the demo customer account `customer` with password " in first
+        customer_password = first.split("`customer` with password ")[1].split(" ")[0]
+        customer = User.objects.get(username="customer")
+        assert not customer.is_staff and customer.check_password(customer_password)
+        assert customer_password != password
         call_command("seed")
         assert capsys.readouterr().out == ""
         assert InventoryItem.objects.count() == 3
 
     def test_seed_takes_password_from_env(self, db, capsys, monkeypatch):
         monkeypatch.setenv("MANAGER_PASSWORD", "from-the-env-42")
+        monkeypatch.setenv("CUSTOMER_PASSWORD", "customer-from-env-77")
         call_command("seed")
         out = capsys.readouterr().out
-        assert "from-the-env-42" not in out
+        assert "from-the-env-42" not in out and "customer-from-env-77" not in out
+        assert "`customer` (password from CUSTOMER_PASSWORD)" in out
         assert User.objects.get(username="manager").check_password("from-the-env-42")
+        assert User.objects.get(username="customer").check_password("customer-from-env-77")
+
+    @pytest.mark.parametrize("password", ["123", "password", "customer1"])
+    def test_seed_refuses_a_weak_customer_password_and_creates_no_account(
+        self, db, capsys, monkeypatch, password
+    ):
+        monkeypatch.delenv("MANAGER_PASSWORD", raising=False)
+        monkeypatch.setenv("CUSTOMER_PASSWORD", password)
+        with pytest.raises(CommandError, match="CUSTOMER_PASSWORD is refused: "):
+            call_command("seed")
+        # Neither account: the manager's generated password was never shown.
+        assert not User.objects.filter(username__in=["manager", "customer"]).exists()
+        assert "with password" not in capsys.readouterr().out
 
     @pytest.mark.parametrize("password", ["123", "password", "manager1"])
     def test_seed_refuses_a_weak_password_from_env(self, db, monkeypatch, password):
@@ -83,6 +104,9 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="ordersite.settings",
         MANAGER_PASSWORD="pw-manager-123",
         PYTHONUNBUFFERED="1",
+        # Not the machine's Zipkin on 9411 nor daprd's metrics port 9090 (conftest.py).
+        DAPR_CONFIG="",
+        WORKFLOW_METRICS_PORT="off",
         **extra,
     )
     return env

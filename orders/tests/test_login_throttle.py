@@ -63,3 +63,30 @@ class TestLoginThrottle:
         for n in range(limit - 1):
             assert login(client, "manager", f"again-{n}").status_code == 200
         assert login(client, "manager", PASSWORD).status_code == 302
+
+
+class TestShopLoginThrottle:
+    """Customers and staff log in on the shop's page (Django's LoginView); django-axes guards it
+    through the authentication backend just as it guards the admin's."""
+
+    SHOP_LOGIN = reverse("orders:login")
+
+    def login(self, client, password: str):
+        data = {"username": "manager", "password": password}
+        return client.post(self.SHOP_LOGIN, data, REMOTE_ADDR="127.0.0.1")
+
+    def test_the_shop_login_page_is_throttled_too(self, client, manager):
+        limit = settings.AXES_FAILURE_LIMIT
+        answers = [self.login(client, f"guess-{n}").status_code for n in range(limit - 1)]
+        assert answers == [200] * (limit - 1)
+
+        assert self.login(client, "guess-last").status_code == 429
+        locked = self.login(client, PASSWORD)
+        assert locked.status_code == 429
+        assert "Too many failed logins" in locked.content.decode()
+        assert "_auth_user_id" not in client.session
+
+    def test_failures_on_either_page_count_together(self, client, manager):
+        for n in range(settings.AXES_FAILURE_LIMIT - 1):
+            login(client, "manager", f"guess-{n}")
+        assert self.login(client, "guess-last").status_code == 429

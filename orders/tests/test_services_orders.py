@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from orders import workflow_client
 from orders.exceptions import (
+    ApprovalNotPermitted,
     EngineUnavailable,
     InvalidFormToken,
     InvalidQuantity,
@@ -24,6 +27,7 @@ from orders.services.orders import (
     order_fail_stuck,
     order_notify,
     order_place,
+    order_request_approval,
     order_schedule,
 )
 from orders.services.payments import payment_process
@@ -38,6 +42,12 @@ class TestOrderPlace:
         assert order.status == OrderStatus.PLACED
         assert order.scheduled_at is None
         assert len(order.id) == 32
+
+    def test_order_place_records_who_placed_it(self, cars, alice):
+        order = order_place(item_id=cars.pk, quantity=1, placed_by=alice)
+        order.refresh_from_db()
+        assert order.placed_by == alice
+        assert list(alice.orders.all()) == [order]
 
     @pytest.mark.parametrize("quantity", [0, -1, "2", 2.5, True, None])
     def test_order_place_bad_quantity_writes_nothing(self, cars, quantity):
@@ -225,3 +235,45 @@ class TestCancel:
         order_cancel(order_id=order.id, user=manager)
         assert not inventory_reserve(order_id=order.id).success
         assert stock(cars) == (10, 0, 0)
+
+
+class TestCustomerCancel:
+    """The customer who placed an order may cancel it while it awaits a manager's decision."""
+
+    def awaiting(self, cars, customer) -> Order:
+        order = order_place(item_id=cars.pk, quantity=4, placed_by=customer)
+        inventory_reserve(order_id=order.id)
+        order_request_approval(order_id=order.id, deadline=timezone.now() + timedelta(minutes=3))
+        return order
+
+    def test_its_customer_cancels_while_it_awaits_approval(self, cars, alice, no_engine):
+        order = self.awaiting(cars, alice)
+        order_cancel(order_id=order.id, user=alice)
+        order.refresh_from_db()
+        assert order.status == OrderStatus.CANCELLED
+        assert stock(cars) == (10, 0, 0)
+        assert ("terminate", order.id) in no_engine
+        assert timeline(order)[-1] == f"Order {order.id} has been cancelled by alice."
+        assert order.events.get(step="cancelled").detail == "Cancelled by alice"
+
+    def test_another_customer_may_not(self, cars, alice, bob, no_engine):
+        order = self.awaiting(cars, alice)
+        with pytest.raises(ApprovalNotPermitted):
+            order_cancel(order_id=order.id, user=bob)
+        order.refresh_from_db()
+        assert order.status == OrderStatus.AWAITING_APPROVAL
+        assert stock(cars) == (6, 4, 0)
+        assert no_engine == []
+
+    def test_not_once_a_manager_has_decided_or_the_order_moved_on(
+        self, cars, alice, manager, no_engine
+    ):
+        decided = self.awaiting(cars, alice)
+        Order.objects.filter(pk=decided.id).update(approved=True, decided_by=manager)
+        processing = order_place(item_id=cars.pk, quantity=1, placed_by=alice)
+        Order.objects.filter(pk=processing.id).update(status=OrderStatus.PROCESSING)
+        for order in (decided, processing):
+            with pytest.raises(OrderNotCancellable, match="only while it awaits"):
+                order_cancel(order_id=order.id, user=alice)
+        assert stock(cars) == (6, 4, 0)
+        assert no_engine == []

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from dapr.ext.workflow import DaprWorkflowClient
 from django.contrib.auth.models import User
-from django.db import connection
+from django.db import connection, transaction
 
 from orders import workflow_client
 from orders.exceptions import InventoryUpdateFailed, PaymentFailed
@@ -62,9 +62,11 @@ def test_small_order_completes(workflow_engine, shop):
 
 def test_insufficient_stock_ends_unprocessed(workflow_engine, shop):
     _, clips, _ = shop
-    order = order_place(item_id=clips.pk, quantity=60)
-    # Stock sold elsewhere between placing and the workflow's check.
-    InventoryItem.objects.filter(pk=clips.pk).update(on_hand=50)
+    # Stock sold elsewhere between placing and the workflow's check: the order is scheduled
+    # when the transaction that placed it commits, so the workflow runs after the sale.
+    with transaction.atomic():
+        order = order_place(item_id=clips.pk, quantity=60)
+        InventoryItem.objects.filter(pk=clips.pk).update(on_hand=50)
     order = workflow_engine.wait_for_completion(order.id)
     assert order.status == OrderStatus.INSUFFICIENT_STOCK
     assert order.result == {"processed": False}
@@ -185,6 +187,7 @@ def test_update_failure_after_payment_refunds(workflow_engine, shop, monkeypatch
     assert stock(cars) == (20, 0, 0)
     assert ledger(order) == ["reserve", "payment", "refund", "release"]
     assert timeline(order)[-1] == f"Order {order.id} Failed!"
+    assert order.events.get(step="failed").detail == "warehouse system down"
 
 
 def test_payment_failure_releases_without_refund(workflow_engine, shop, monkeypatch):
@@ -200,6 +203,8 @@ def test_payment_failure_releases_without_refund(workflow_engine, shop, monkeypa
     assert stock(cars) == (20, 0, 0)
     assert ledger(order) == ["reserve", "release"]
     assert timeline(order)[-1] == f"Order {order.id} Failed!"
+    # Why, for the order page: the failed activity's error, as the workflow received it.
+    assert order.events.get(step="failed").detail == "card declined"
 
 
 def test_cancel_while_awaiting_approval(workflow_engine, shop):

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from django.db import close_old_connections
 
 from orders.models import Order, amount_text
+from orders.observability import activity_work
 from orders.selectors import order_recorded_decision
 from orders.services.inventory import inventory_deduct, inventory_release, inventory_reserve
 from orders.services.orders import order_notify, order_request_approval
@@ -36,13 +37,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 def activity(fn: F) -> F:
     """Treat each activity run like a request: it runs on one of the SDK's pool threads, which
     keep a Django connection each, so connections past CONN_MAX_AGE (or broken) are closed
-    before and after, as Django does around a request."""
+    before and after, as Django does around a request. When the worker is traced, the work is
+    a span (orders.observability.activity_work)."""
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         close_old_connections()
         try:
-            return fn(*args, **kwargs)
+            with activity_work(fn.__name__, args[1] if len(args) > 1 else None):
+                return fn(*args, **kwargs)
         finally:
             close_old_connections()
 
@@ -66,6 +69,7 @@ def notify_activity(ctx: Any, notification: dict[str, Any]) -> None:
         message=notification["message"],
         status=notification.get("status"),
         result=notification.get("result"),
+        detail=notification.get("detail") or "",
     )
 
 

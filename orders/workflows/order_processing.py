@@ -156,12 +156,21 @@ def order_processing_workflow(
     try:
         yield ctx.call_activity(process_payment_activity, input={"order_id": order_id})
         yield ctx.call_activity(update_inventory_activity, input={"order_id": order_id})
-    except TaskFailedError:
+    except TaskFailedError as error:
         # Refunds the payment if one was taken and gives the reserved units back.
         yield ctx.call_activity(refund_payment_activity, input={"order_id": order_id})
+        # The failed step's error travels in the notification (the order page shows it); it
+        # comes from the history, so a replay passes the same text.
         yield ctx.call_activity(
             notify_activity,
-            input=_note(order_id, "failed", f"Order {order_id} Failed!", FAILED, result=failed),
+            input=_note(
+                order_id,
+                "failed",
+                f"Order {order_id} Failed!",
+                FAILED,
+                result=failed,
+                detail=error.details.message or str(error),
+            ),
         )
         return failed
 

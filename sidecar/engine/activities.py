@@ -30,6 +30,8 @@ async def complete_activity(state: EngineState, response: pb.ActivityResponse) -
     request = inst.activities.pop(flight.task_id, None)
     if request is None:
         return
+    for observer in state.observers:
+        observer.activity_completed(inst, request, response, flight.sent_ns)
     now = now_ns()
     event = orch.activity_result_event(request, response, now)
     refusal = _refusal_if_oversized(inst, request, event)

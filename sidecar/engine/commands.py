@@ -57,6 +57,7 @@ class ClientCommands:
         input: str | None = None,
         scheduled_start: datetime | None = None,
         version: str | None = None,
+        trace_parent: pb.TraceContext | None = None,
     ) -> str:
         check_instance_id(instance_id)
         if not name:
@@ -81,6 +82,8 @@ class ClientCommands:
             if scheduled_ns <= now:
                 scheduled_ns = None
         first = orch.new_event(now, executionStarted=started)
+        for observer in self.state.observers:
+            observer.workflow_creating(first, trace_parent)
         payload.check_first_work_item(instance_id, first)
         inst = Instance(
             instance_id=instance_id,

@@ -78,6 +78,7 @@ class ActivityFlight:
     execution_id: str
     task_id: int
     stream: WorkStream
+    sent_ns: int  # when it was sent (the observers' activity latency starts here)
 
 
 class Dispatcher:
@@ -304,7 +305,9 @@ class Dispatcher:
 
     def _send_activity(self, inst: Instance, task_id: int, stream: WorkStream) -> None:
         token = self._token()
-        self._flights[token] = ActivityFlight(inst.instance_id, inst.execution_id, task_id, stream)
+        self._flights[token] = ActivityFlight(
+            inst.instance_id, inst.execution_id, task_id, stream, now_ns()
+        )
         self._flight_tokens[(inst.instance_id, inst.execution_id, task_id)] = token
         stream.activities.add(token)
         stream.queue.put_nowait(

@@ -56,10 +56,12 @@ class WorkflowEngine(Protocol):
         input: str | None = None,
         scheduled_start: datetime | None = None,
         version: str | None = None,
+        trace_parent: pb.TraceContext | None = None,
     ) -> str:
         """Create the instance (a terminal one of that id is replaced); returns its id once the
         instance is on disk, whether or not a worker is connected. ``PayloadTooLarge`` when its
-        first work item would not fit (``sidecar.limits``)."""
+        first work item would not fit (``sidecar.limits``). ``trace_parent``: the caller's
+        trace context, the parent of the workflow's spans."""
         ...
 
     async def raise_event(self, instance_id: str, name: str, input: str | None = None) -> None:

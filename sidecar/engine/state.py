@@ -24,6 +24,7 @@ from dapr.ext.workflow._durabletask.internal import protos as pb
 from sidecar.engine import orchestration as orch
 from sidecar.engine.dispatch import Dispatcher, WorkStream
 from sidecar.engine.instance import Instance, check_instance_id
+from sidecar.engine.observers import EngineObserver
 from sidecar.engine.status import PENDING, InstanceInfo
 from sidecar.engine.timers import SCHEDULED_START, DurableTimers
 from sidecar.errors import NotFound
@@ -40,8 +41,15 @@ class EngineState:
     """What every role of the engine shares (see the module docstring): the store, the active
     instances, dispatch and timers, the waiters. All coroutines run on the sidecar loop."""
 
-    def __init__(self, store: Store, *, max_outstanding_per_stream: int = 2000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_outstanding_per_stream: int = 2000,
+        observers: tuple[EngineObserver, ...] = (),
+    ) -> None:
         self.store = store
+        self.observers = observers  # tracing, metrics (engine/observers.py)
         self.instances: dict[str, Instance] = {}
         self.dispatch = Dispatcher(self.instances, max_outstanding_per_stream)
         self.timers = DurableTimers(self)

@@ -126,6 +126,8 @@ class TurnCompletion:
             elif kind == "executionResumed":
                 inst.suspended = False
         inst.status = outcome.status
+        for observer in self.state.observers:  # may stamp trace context on what is persisted
+            observer.turn_applying(inst, outcome, first_seq)
         statements = [sql.insert_history(iid, first_seq, outcome.events)]
         if consumed:
             statements.append(sql.delete_inbox_rows(consumed))
@@ -253,6 +255,8 @@ class TurnCompletion:
             inst.version,
         )
         execution_id, first = generations.continue_as_new_events(view, inst.parent, done, now)
+        for observer in self.state.observers:
+            observer.continuing_as_new(inst, first[0])
         remaining = inst.inbox[len(consumed) :]
         iid = inst.instance_id
         statements = sql.delete_generation(iid)

@@ -84,8 +84,10 @@ class WorkflowApp:
 
     def start(self, runtime: WorkflowRuntime | None = None) -> DaprWorkflowClient:
         rt = runtime or self.runtime
-        rt.start()
+        # Recorded first: a start that fails (or is interrupted) has already started the
+        # worker's thread, which only ``close`` then stops.
         self._started.append(rt)
+        rt.start()
         return self.client
 
     def stop_runtime(self, runtime: WorkflowRuntime | None = None) -> None:
@@ -122,6 +124,58 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, step: float
             return True
         time.sleep(step)
     return predicate()
+
+
+class HandledResults:
+    """Every activity result the sidecar has finished handling, kept or dropped.
+
+    A stale result (from an earlier generation, or for an instance that has ended) is dropped
+    without a trace a client could see, so a test that must know it arrived before going on
+    watches the engine's ``complete_activity`` (the real one still runs).
+    """
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        engine = sidecar.engine
+        original = engine.complete_activity
+        self._changed = threading.Condition()
+        self.results: list[pb.ActivityResponse] = []
+
+        async def recording(response: pb.ActivityResponse) -> None:
+            try:
+                await original(response)
+            finally:
+                with self._changed:
+                    self.results.append(response)
+                    self._changed.notify_all()
+
+        engine.complete_activity = recording  # type: ignore[method-assign]
+
+    def wait_for(self, result: str, timeout: float = WAIT) -> bool:
+        """Wait until a result whose JSON text is ``result`` has been handled."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: any(r.result.value == result for r in self.results), timeout
+            )
+
+
+def inbox_kinds(sidecar: Sidecar, instance_id: str) -> list[str]:
+    """Event types waiting in an active instance's inbox for its next turn (the sidecar keeps
+    them in memory; no client call shows them)."""
+    inst = sidecar.engine.instances.get(instance_id)
+    return [] if inst is None else [e.WhichOneof("eventType") for _, e in list(inst.inbox)]
+
+
+def parked_waiters(sidecar: Sidecar, instance_id: str) -> int:
+    """Client calls parked in the sidecar until the instance reaches a state (WaitForInstance*,
+    suspend, terminate); none shows to a client while it waits."""
+    waiters = list(sidecar.engine._waiters.get(instance_id, ()))
+    return sum(not answer.done() for _, answer in waiters)
+
+
+def open_streams(sidecar: Sidecar) -> int:
+    """Work-item streams the sidecar holds open (its log says "worker connected" and
+    "worker disconnected" for each)."""
+    return len(sidecar.engine.dispatch.streams)
 
 
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -237,6 +291,9 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+SIDECAR_COMMAND = (sys.executable, "-m", "sidecar", "--metrics-port", "off")
+
+
 def spawn_sidecar(
     port: int,
     db: Path,
@@ -250,7 +307,8 @@ def spawn_sidecar(
     out: Any = subprocess.PIPE if log is None else open(log, "ab")  # noqa: SIM115
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "--grpc-port", str(port), "--db", str(db), *args],
+            # No metrics endpoint unless a test asks: daprd's default port 9090 is shared.
+            [*SIDECAR_COMMAND, "--grpc-port", str(port), "--db", str(db), *args],
             cwd=REPO_ROOT,
             env=env or subprocess_env(),
             stdout=out,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from datetime import timedelta
 
 import grpc
@@ -19,7 +18,14 @@ import pytest
 from dapr.ext.workflow import RetryPolicy, TaskFailedError, WorkflowStatus, when_all
 from dapr.ext.workflow._durabletask.internal import protos as pb
 
-from sidecar.tests.harness import WAIT, WorkflowApp, history_types, in_thread, wait_until
+from sidecar.tests.harness import (
+    WAIT,
+    WorkflowApp,
+    history_types,
+    in_thread,
+    parked_waiters,
+    wait_until,
+)
 
 
 def test_child_workflow_result_returned_to_parent(app: WorkflowApp) -> None:
@@ -280,8 +286,16 @@ def test_terminate_parent_with_children(app: WorkflowApp, recursive: bool) -> No
         for child in children:
             st = client.wait_for_workflow_completion(child, timeout_in_seconds=WAIT)
             assert st is not None and st.runtime_status == WorkflowStatus.TERMINATED
-        time.sleep(2.5)  # past the children's timers: nothing may run after termination
-        assert activity_runs == 0
+        # Nothing may run after termination, not even once the children's timers fall due.
+        # A child started now has the same timer, due after theirs: timers are taken in the
+        # order they fall due, so once its activity has run theirs have been passed.
+        canary = client.schedule_new_workflow(sleepy_child)
+        st = client.wait_for_workflow_completion(canary, timeout_in_seconds=WAIT)
+        assert st is not None and st.runtime_status == WorkflowStatus.COMPLETED
+        assert activity_runs == 1  # the canary's own
+        for child in children:
+            types = history_types(client, child)
+            assert "timerFired" not in types and "taskScheduled" not in types
     else:
         for child in children:
             st = client.wait_for_workflow_completion(child, timeout_in_seconds=WAIT)
@@ -393,32 +407,45 @@ def test_a_new_run_of_the_id_is_not_told_the_old_runs_end(app: WorkflowApp, side
     client = app.start()
     client.schedule_new_workflow(parent_of_idle, instance_id="P")
     assert client.wait_for_workflow_start("P:0001", timeout_in_seconds=WAIT) is not None
-    time.sleep(0.3)  # the parent's turn that started the child is answered: both are idle
+    # Both idle: the parent's turn that started the child is applied, the child waits.
+    assert wait_until(lambda: "childWorkflowInstanceCreated" in history_types(client, "P"))
+    assert wait_until(lambda: history_types(client, "P:0001")[-1:] == ["timerCreated"])
 
     engine = sidecar.engine
     terminate_children = engine.turns.terminate_children
+    children_reached, children_gate = threading.Event(), threading.Event()
 
-    async def slow_terminate_children(inst, output):  # widens the window the bug needs
-        await asyncio.sleep(3.0)
+    async def held_terminate_children(inst, output):  # holds open the window the bug needs
+        children_reached.set()  # the parent's end is on disk, and it has left memory
+        await asyncio.get_running_loop().run_in_executor(None, children_gate.wait, WAIT)
         await terminate_children(inst, output)
 
-    engine.turns.terminate_children = slow_terminate_children
-    terminating, _ = in_thread(
-        lambda: client.terminate_workflow("P", output="stop", recursive=True)
-    )
-    assert wait_until(
-        lambda: (
-            (s := client.get_workflow_state("P")) is not None
-            and s.runtime_status == WorkflowStatus.TERMINATED
+    engine.turns.terminate_children = held_terminate_children
+    try:
+        terminating, _ = in_thread(
+            lambda: client.terminate_workflow("P", output="stop", recursive=True)
         )
-    )
-    client.schedule_new_workflow(second_run, instance_id="P")
-    waiter = app.new_client()
-    waiting, box = in_thread(lambda: waiter.wait_for_workflow_completion("P", timeout_in_seconds=5))
-    waiting.join(10)
-    terminating.join(10)
+        assert children_reached.wait(WAIT)
+        ended = client.get_workflow_state("P")
+        assert ended is not None and ended.runtime_status == WorkflowStatus.TERMINATED
+        client.schedule_new_workflow(second_run, instance_id="P")
+        waiter = app.new_client()
+        waiting, box = in_thread(
+            lambda: waiter.wait_for_workflow_completion("P", timeout_in_seconds=WAIT)
+        )
+        assert wait_until(lambda: parked_waiters(sidecar, "P") == 1)  # on the new run
+    finally:
+        children_gate.set()
+    # The old run's end has been announced (the terminate call parks on the ID next, as
+    # daprd's does) and the new run's waiter is still waiting.
+    assert wait_until(lambda: parked_waiters(sidecar, "P") == 2)
+    assert waiting.is_alive()
+    running = client.get_workflow_state("P")
+    client.raise_workflow_event("P", "go", data="second")
+    waiting.join(WAIT)
+    terminating.join(WAIT)
 
-    assert "result" not in box, f"told {box['result'].runtime_status} about the new run"
-    assert isinstance(box.get("error"), TimeoutError)
-    state = client.get_workflow_state("P")
-    assert state is not None and state.runtime_status == WorkflowStatus.RUNNING
+    assert running is not None and running.runtime_status == WorkflowStatus.RUNNING
+    assert "error" not in box
+    assert box["result"].runtime_status == WorkflowStatus.COMPLETED
+    assert box["result"].serialized_output == '"second"'

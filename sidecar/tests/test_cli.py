@@ -194,10 +194,13 @@ def test_api_token_sdk_refused_then_allowed(
     try:
         # Refused: an SDK client without the token.
         anonymous = WorkflowApp(sidecar.grpc_address)
-        with pytest.raises(grpc.RpcError) as err:
-            anonymous.client.schedule_new_workflow("anything")
-        anonymous.close()
+        try:
+            with pytest.raises(grpc.RpcError) as err:
+                anonymous.client.schedule_new_workflow("anything")
+        finally:
+            anonymous.close()
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert err.value.details() == "authentication error: api token mismatch"
 
         # Allowed: the SDK sends DAPR_API_TOKEN from the environment on every call.
         monkeypatch.setenv("DAPR_API_TOKEN", "s3cret")
@@ -207,10 +210,12 @@ def test_api_token_sdk_refused_then_allowed(
         def guarded(ctx, _):
             return "in"
 
-        client = app.start()
-        iid = client.schedule_new_workflow(guarded)
-        state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
-        app.close()
+        try:
+            client = app.start()
+            iid = client.schedule_new_workflow(guarded)
+            state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
+        finally:
+            app.close()  # before the sidecar stops: its runtime would retry a dead port
     finally:
         sidecar.stop()
 

@@ -52,7 +52,9 @@ class Flight:
             with conn:  # one snapshot for both counts
                 conn.execute("BEGIN")
                 statuses = [row[0] for row in conn.execute("SELECT status FROM instances")]
-                self.waiting_on_timer = conn.execute("SELECT COUNT(*) FROM timers").fetchone()[0]
+                self.waiting_on_timer, self.last_fire_at = conn.execute(
+                    "SELECT COUNT(*), MAX(fire_at) FROM timers"
+                ).fetchone()
         finally:
             conn.close()
         self.finished = sum(status in TERMINAL_STATUSES for status in statuses)
@@ -86,10 +88,19 @@ class Cluster:
         self.worker = spawn_worker(self.port, CRASH_GATE=str(self.gate))
 
     def kill_worker(self) -> None:
+        """SIGKILL the worker; returns once the sidecar has seen its stream end (its log says
+        so), so that what was in flight on it is handed out again."""
         assert self.worker is not None
+        disconnects = self.log_count("worker disconnected")
         self.worker.kill()
         self.worker.wait(10)
         self.worker = None
+        assert wait_until(lambda: self.log_count("worker disconnected") > disconnects), (
+            "the sidecar never saw the killed worker's stream end"
+        )
+
+    def log_count(self, text: str) -> int:
+        return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0
 
     def flight(self) -> Flight:
         return Flight(self.db)
@@ -111,7 +122,12 @@ class Cluster:
         self.sidecar.kill()
         self.sidecar.wait(10)
 
-    def restart_sidecar(self, *, same_port: bool, downtime: float = 0.0) -> None:
+    def wait_until_due(self, flight: Flight) -> None:
+        """Wait until every timer ``flight`` saw pending has fallen due."""
+        assert flight.last_fire_at is not None, flight
+        assert wait_until(lambda: time.time() > flight.last_fire_at, timeout=WAIT)
+
+    def restart_sidecar(self, *, same_port: bool) -> None:
         """Start a new sidecar on the killed one's database.
 
         ``same_port`` is what a user does (``--grpc-port 50001`` again); the killed process's
@@ -119,10 +135,11 @@ class Cluster:
         too (the worker is SIGKILLed as well: it cannot be told about the new port).
         """
         if not same_port:
-            self.kill_worker()
+            self.worker.kill()  # the sidecar it talked to is dead: nobody sees it go
+            self.worker.wait(10)
+            self.worker = None
             self.client.close()
             self.port = free_port()
-        time.sleep(downtime)
         self.sidecar = self.start_sidecar()
         if not same_port:
             self.start_worker()
@@ -205,15 +222,20 @@ def test_crash_sidecar_sigkill_twice_while_timers_due(cluster: Cluster, same_por
     ids = _schedule_all_then_open_gate(cluster)
     cluster.wait_for_flight("many waiting on timers", _many_waiting_on_timers)
     # Every pending timer falls due while the sidecar is down; then a second kill right after
-    # the restart, while the first of them are being delivered.
+    # the restart, once the first of them are delivered and before the workflows are done.
     cluster.kill_sidecar()
     at_kill = cluster.flight()
-    cluster.restart_sidecar(same_port=same_port, downtime=3.5)
-    time.sleep(0.3)
+    cluster.wait_until_due(at_kill)
+    cluster.restart_sidecar(same_port=same_port)
+    cluster.wait_for_flight(
+        "delivering the due timers", lambda f: f.waiting_on_timer < at_kill.waiting_on_timer
+    )
     cluster.kill_sidecar()
+    at_second_kill = cluster.flight()
     cluster.restart_sidecar(same_port=same_port)
 
     assert at_kill.waiting_on_timer > 0, at_kill
+    assert at_second_kill.unfinished > 0, at_second_kill
     _assert_all_correct(cluster, ids)
 
 
@@ -222,7 +244,6 @@ def test_crash_worker_sigkill_mid_flight_all_complete(cluster: Cluster) -> None:
     before_kill = cluster.wait_for_flight("many waiting on timers", _many_waiting_on_timers)
 
     cluster.kill_worker()
-    time.sleep(0.5)
     cluster.start_worker()
 
     assert before_kill.unfinished > INSTANCES // 2, before_kill
@@ -235,7 +256,8 @@ def test_crash_worker_sigkill_while_timers_fire(cluster: Cluster) -> None:
     # the 2-3 s ones are pending.
     before_kill = cluster.wait_for_flight("some finished", lambda f: f.finished >= 10)
     cluster.kill_worker()
-    time.sleep(2.0)  # the rest fall due with no worker connected
+    # The rest fall due, and are delivered, with no worker connected.
+    cluster.wait_for_flight("every timer fired", lambda f: f.waiting_on_timer == 0)
     cluster.start_worker()
 
     assert before_kill.waiting_on_timer > 0, before_kill

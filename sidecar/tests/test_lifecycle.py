@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -19,7 +18,7 @@ import grpc
 import pytest
 from dapr.ext.workflow import WorkflowStatus
 
-from sidecar.tests.harness import WAIT, WorkflowApp, history_types
+from sidecar.tests.harness import WAIT, HandledResults, WorkflowApp, history_types, wait_until
 
 
 def _register_waiter(app: WorkflowApp, name: str = "waiter"):
@@ -41,8 +40,8 @@ def test_suspend_holds_events_until_resume(app: WorkflowApp) -> None:
     client.pause_workflow(iid)
     suspended = client.get_workflow_state(iid)
     client.raise_workflow_event(iid, "my_event", data=42)
-    with pytest.raises(TimeoutError):
-        client.wait_for_workflow_completion(iid, timeout_in_seconds=2)
+    # The event reaches the worker in a turn of the suspended instance, which holds it.
+    assert wait_until(lambda: "eventRaised" in history_types(client, iid))
     still = client.get_workflow_state(iid)
     client.resume_workflow(iid)
     resumed = client.get_workflow_state(iid)
@@ -68,11 +67,13 @@ def test_suspend_holds_timer_until_resume(app: WorkflowApp) -> None:
     client = app.start()
     iid = client.schedule_new_workflow(timed)
     client.pause_workflow(iid)
-    with pytest.raises(TimeoutError):
-        client.wait_for_workflow_completion(iid, timeout_in_seconds=2)
+    # The timer fires while the instance is suspended, and is held with it.
+    assert wait_until(lambda: "timerFired" in history_types(client, iid))
+    still = client.get_workflow_state(iid)
     client.resume_workflow(iid)
     state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
 
+    assert still is not None and still.runtime_status == WorkflowStatus.SUSPENDED
     assert state is not None
     assert state.runtime_status == WorkflowStatus.COMPLETED
     assert state.serialized_output == '"after timer"'
@@ -115,8 +116,8 @@ def test_resume_running_instance_is_noop(app: WorkflowApp) -> None:
 
     client.resume_workflow(iid)
     after_resume = client.get_workflow_state(iid)
-    with pytest.raises(TimeoutError):
-        client.wait_for_workflow_completion(iid, timeout_in_seconds=1)
+    # Nothing was sent to the worker (it would fail the instance on executionResumed).
+    assert "executionResumed" not in history_types(client, iid)
     client.raise_workflow_event(iid, "my_event", data="still alive")
     state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)
 
@@ -195,16 +196,15 @@ def test_terminate_completed_instance_is_noop(app: WorkflowApp) -> None:
     assert history_types(client, iid) == before
 
 
-def test_terminate_while_activity_runs(app: WorkflowApp) -> None:
+def test_terminate_while_activity_runs(app: WorkflowApp, sidecar) -> None:
+    handled = HandledResults(sidecar)
     entered = threading.Event()
     release = threading.Event()
-    returned = threading.Event()
 
     @app.runtime.activity(name="blocking")
     def blocking(ctx, _):
         entered.set()
-        release.wait(10)
-        returned.set()
+        release.wait(WAIT)
         return "activity result"
 
     @app.runtime.workflow(name="busy")
@@ -223,10 +223,8 @@ def test_terminate_while_activity_runs(app: WorkflowApp) -> None:
     assert state is not None
     assert state.runtime_status == WorkflowStatus.TERMINATED
     assert state.serialized_output == '"stopped"'
-    # The late activity result must not change the terminated instance. Nothing observable
-    # marks "the sidecar has dropped it", so give the result a moment to arrive.
-    assert returned.wait(WAIT)
-    time.sleep(0.5)
+    # The late activity result, once the sidecar has handled it, changed nothing.
+    assert handled.wait_for('"activity result"')
     final = client.get_workflow_state(iid)
     assert final is not None
     assert final.runtime_status == WorkflowStatus.TERMINATED
@@ -244,7 +242,11 @@ def test_purge_running_instance_refused(app: WorkflowApp) -> None:
     with pytest.raises(grpc.RpcError) as err:
         client.purge_workflow(iid)
 
-    assert "orchestration has not yet completed" in (err.value.details() or "")
+    # daprd: a plain error (UNKNOWN) with durabletask-go's api.ErrNotCompleted text.
+    assert err.value.code() == grpc.StatusCode.UNKNOWN
+    assert err.value.details() == (
+        f"failed to purge workflow state: orchestration has not yet completed: '{iid}'"
+    )
     state = client.get_workflow_state(iid)
     assert state is not None and state.runtime_status == WorkflowStatus.RUNNING
     assert history_types(client, iid)
@@ -256,8 +258,13 @@ def test_purge_suspended_instance_refused(app: WorkflowApp) -> None:
     iid = client.schedule_new_workflow(waiter)
     client.pause_workflow(iid)
 
-    with pytest.raises(grpc.RpcError):
+    with pytest.raises(grpc.RpcError) as err:
         client.purge_workflow(iid)
+
+    assert err.value.code() == grpc.StatusCode.UNKNOWN
+    assert err.value.details() == (
+        f"failed to purge workflow state: orchestration has not yet completed: '{iid}'"
+    )
     state = client.get_workflow_state(iid)
     assert state is not None and state.runtime_status == WorkflowStatus.SUSPENDED
 
@@ -286,8 +293,12 @@ def test_purge_terminal_instance_removes_everything(app: WorkflowApp, ending: st
         client.get_workflow_history(iid)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert iid not in list(client.iter_workflow_instance_ids())
-    with pytest.raises(grpc.RpcError):
+    with pytest.raises(grpc.RpcError) as again:
         client.purge_workflow(iid)  # already gone
+    assert again.value.code() == grpc.StatusCode.UNKNOWN
+    assert (
+        again.value.details() == f"failed to purge workflow state: no such instance exists: '{iid}'"
+    )
     # The ID is reusable with a fresh execution.
     client.schedule_new_workflow(ender, input="completed", instance_id=iid)
     state = client.wait_for_workflow_completion(iid, timeout_in_seconds=WAIT)

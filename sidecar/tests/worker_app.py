@@ -19,6 +19,9 @@ from datetime import timedelta
 
 from dapr.ext.workflow import DaprWorkflowContext, WorkflowRuntime, when_all
 
+# Longer than any crash test takes to schedule its instances (their per-test timeout is 240 s).
+GATE_TIMEOUT_SECONDS = 240
+
 
 def crash_chain_expected(n: int) -> dict[str, object]:
     """The output ``crash_chain`` must produce for input ``n``."""
@@ -33,7 +36,10 @@ def _wait_for_gate() -> None:
     workflow's first turn, so it needs the worker), and the flight starts together from there.
     """
     gate = os.environ.get("CRASH_GATE")
+    deadline = time.monotonic() + GATE_TIMEOUT_SECONDS
     while gate and not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the test never opened the gate {gate}")
         time.sleep(0.01)
 
 

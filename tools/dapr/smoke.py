@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 BASE_URL = "http://127.0.0.1:8000"
 MANAGER_PASSWORD = "smoke-Manager-7f3c9a"
+CUSTOMER_PASSWORD = "smoke-Customer-2d8e4b"  # `manage.py seed` creates the `customer` account
 APPROVAL_THRESHOLD = "100"  # dollars: 50 paperclips ($250) need approval, 1 ($5) does not
 
 
@@ -78,11 +79,34 @@ def hidden_value(page: str, name: str) -> str:
     return html.unescape(match.group(1))
 
 
+def log_in_if_asked(browser: Browser, url: str, page: str, username: str, password: str) -> str:
+    """Send the login form when ``page`` (at ``url``) is one; returns the page it leads to."""
+    if 'name="password"' not in page:
+        return page
+    path = urllib.parse.urlsplit(url)
+    url, page = browser.post(
+        path.path + (f"?{path.query}" if path.query else ""),
+        {
+            "csrfmiddlewaretoken": hidden_value(page, "csrfmiddlewaretoken"),
+            "username": username,
+            "password": password,
+            "next": urllib.parse.parse_qs(path.query).get("next", ["/"])[0],
+        },
+    )
+    if 'name="password"' in page:
+        raise SmokeFailure(f"{username} could not log in at {url}")
+    return page
+
+
 def order_place(browser: Browser, *, quantity: int) -> str:
-    """Fill in and send the order form; returns the order's id from the page it redirects to."""
+    """Fill in and send the order form (logged in as the customer when the site asks for it);
+    returns the order's id from the page it redirects to."""
+    url, page = browser.get("/")
+    log_in_if_asked(browser, url, page, "customer", CUSTOMER_PASSWORD)
     _, page = browser.get("/")
     # Paperclips: $5 each, 100 in stock, so both orders below fit the seed inventory.
-    item = re.search(r'<option value="(\d+)"[^>]*>Paperclip ', page)
+    # An <option> of the item list, or the radio button of an item card.
+    item = re.search(r'value="(\d+)"[^>]*>\s*(?:<span class="item-name">)?Paperclip\b', page)
     if item is None:
         raise SmokeFailure("the order form does not list the seed's Paperclip")
     url, _ = browser.post(
@@ -102,7 +126,8 @@ def order_place(browser: Browser, *, quantity: int) -> str:
 
 def order_status(browser: Browser, order_id: str) -> str:
     _, page = browser.get(f"/orders/{order_id}/")
-    match = re.search(r'data-testid="status" class="status status-([a-z_]+)"', page)
+    # The status element's class names the status: "status status-<s>" or "badge badge-<s>".
+    match = re.search(r'data-testid="status" class="[a-z]+ [a-z]+-([a-z_]+)"', page)
     if match is None:
         raise SmokeFailure(f"order {order_id}: its page shows no status")
     return match.group(1)
@@ -209,6 +234,7 @@ def smoke(var_dir: Path, command: list[str]) -> None:
         **os.environ,
         "ORDERS_VAR_DIR": str(var_dir),
         "MANAGER_PASSWORD": MANAGER_PASSWORD,
+        "CUSTOMER_PASSWORD": CUSTOMER_PASSWORD,
         "ORDER_APPROVAL_THRESHOLD": APPROVAL_THRESHOLD,
     }
     for manage in (["migrate", "--noinput"], ["seed"]):

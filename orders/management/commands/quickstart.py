@@ -22,6 +22,7 @@ from django.db import connections
 from orders import workflow_client
 from orders.embedded_sidecar import sidecar_start
 from orders.models import InventoryItem, amount_text
+from orders.observability import tracing_configure
 from orders.services.inventory import inventory_seed
 from orders.services.orders import order_place
 from orders.workflows.runtime import runtime_create
@@ -67,6 +68,7 @@ class Command(BaseCommand):
         for handler in logging.getLogger().handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
                 handler.setStream(sys.stdout)
+        tracing_configure(service_name="orders-worker")
         var = Path(settings.VAR_DIR)
         _use_own_database(var / "quickstart.sqlite3")
         call_command("migrate", verbosity=0, interactive=False)
@@ -78,7 +80,8 @@ class Command(BaseCommand):
         self.stdout.write("*** Welcome to the Dapr Workflow console app sample!")
         self.stdout.write("*** Using this app, you can place orders that start workflows.")
         try:
-            sidecar = sidecar_start(db_path=workflows_db, port=port)
+            # No metrics port: a console demo must not take 9090 from a running `make run`.
+            sidecar = sidecar_start(db_path=workflows_db, port=port, metrics=False)
         except Exception as error:
             raise CommandError(f"Could not start the embedded sidecar: {error}") from error
         runtime = None

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from orders.observability import tracing_configure
 from orders.worker import Worker, run_child
 from sidecar import SidecarStartError
 
@@ -64,6 +65,9 @@ class Command(BaseCommand):
         parser.add_argument("--parent-pid", type=int, default=None, help="(internal)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # The worker's spans (the SDK's activity spans and the activities' work) join each
+        # order's trace; the embedded sidecar reads the same configuration for its own.
+        tracing_configure(service_name="orders-worker")
         if options["child"]:
             if not options["address"]:
                 raise CommandError("--child needs --address")

@@ -217,6 +217,8 @@ def test_components_from_resources_path_are_the_stores(
             assert d.get_state("orderstore", "k").data == b"v"
             with pytest.raises(DaprGrpcError) as info:
                 d.get_state("statestore", "k")
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert info.value.error_code() == "DAPR_STATE_NOT_FOUND"
             assert info.value.details() == "state store statestore is not found"
             names = [c.name for c in d.get_metadata().registered_components]
             assert names == ["orderstore"]
@@ -372,6 +374,7 @@ def test_workflow_requests_are_validated(runtime_stub: dapr_pb2_grpc.DaprStub) -
             api_v1.StartWorkflowRequest(instance_id="x" * 65, workflow_name="w")
         )
     )
+    assert too_long.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert too_long.details() == "workflow instance ID exceeds the max length of 64 characters"
     no_name = rpc_error(
         lambda: runtime_stub.StartWorkflowBeta1(api_v1.StartWorkflowRequest(instance_id="ok"))
@@ -385,8 +388,10 @@ def test_workflow_requests_are_validated(runtime_stub: dapr_pb2_grpc.DaprStub) -
             api_v1.RaiseEventWorkflowRequest(instance_id="ok")
         )
     )
+    assert no_event.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert no_event.details() == "missing workflow event name"
     no_id = rpc_error(lambda: runtime_stub.GetWorkflowBeta1(api_v1.GetWorkflowRequest()))
+    assert no_id.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert no_id.details() == "no instance ID was provided"
 
 

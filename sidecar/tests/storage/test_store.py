@@ -92,6 +92,15 @@ def held_store(tmp_path: Path, delay: float) -> Store:
     return store
 
 
+async def taken_in(store: Store) -> None:
+    """Wait until the writer has taken everything queued into its batch (and, with a defer key
+    and a long delay, is holding it for more)."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while not store._queue.empty():
+        assert asyncio.get_running_loop().time() < deadline, "the writer took nothing"
+        await asyncio.sleep(0.005)
+
+
 def test_one_workflows_steps_share_one_commit_until_an_urgent_write_arrives(
     tmp_path: Path,
 ) -> None:
@@ -100,9 +109,9 @@ def test_one_workflows_steps_share_one_commit_until_an_urgent_write_arrives(
 
     async def body() -> list[str]:
         first = store.write(insert("a"), defer_key="wf")
-        await asyncio.sleep(0.05)  # the writer is holding "a" for more
+        await taken_in(store)  # the writer is holding "a" for more
         second = store.write(insert("b"), defer_key="wf")
-        await asyncio.sleep(0.05)
+        await taken_in(store)
         assert not first.done() and not second.done()
         urgent = store.write(insert("c"))
         return list(await asyncio.wait_for(asyncio.gather(first, second, urgent), 10))
@@ -120,7 +129,7 @@ def test_a_step_of_another_workflow_ends_the_wait(tmp_path: Path) -> None:
 
     async def body() -> list[str]:
         first = store.write(insert("a"), defer_key="wf-1")
-        await asyncio.sleep(0.05)
+        await taken_in(store)
         other = store.write(insert("b"), defer_key="wf-2")
         return list(await asyncio.wait_for(asyncio.gather(first, other), 10))
 
@@ -189,7 +198,7 @@ def test_closing_the_store_commits_what_was_being_held(tmp_path: Path) -> None:
 
     async def body() -> str:
         held = store.write(insert("a"), defer_key="wf")
-        await asyncio.sleep(0.05)
+        await taken_in(store)
         store.close()  # as the sidecar's shutdown does, on its loop
         return await asyncio.wait_for(held, 10)
 
@@ -202,7 +211,7 @@ def test_flush_commits_what_is_held_at_once(tmp_path: Path) -> None:
 
     async def body() -> list[str | None]:
         held = store.write(insert("a"), defer_key="wf")
-        await asyncio.sleep(0.05)
+        await taken_in(store)
         assert not held.done()
         return list(await asyncio.wait_for(asyncio.gather(held, store.flush()), 10))
 
