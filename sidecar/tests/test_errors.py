@@ -83,15 +83,20 @@ def test_get_state_unknown_instance_returns_none(app: WorkflowApp, stub) -> None
 # daprd answers each with a plain error, so gRPC UNKNOWN, carrying durabletask-go's
 # api.ErrInstanceNotFound text, "no such instance exists" (the workflow actor's answer to an
 # event for an instance it has no state for), behind the executor's prefix for terminate and
-# purge (backend/executor.go). The SDK and users look for that text; we add the instance ID.
+# purge (backend/executor.go). The SDK and users look for that text; the sidecar answers in
+# daprd's words exactly (the differential suite, tests/realdapr, holds them equal).
 @pytest.mark.parametrize(
     ("operation", "details"),
     [
-        ("raise", "no such instance exists: 'nope'"),
-        ("terminate", "failed to submit termination request: no such instance exists: 'nope'"),
-        ("purge", "failed to purge workflow state: no such instance exists: 'nope'"),
-        ("suspend", "no such instance exists: 'nope'"),
-        ("resume", "no such instance exists: 'nope'"),
+        ("raise", "no such instance exists"),
+        ("terminate", "failed to submit termination request: no such instance exists"),
+        (
+            "purge",
+            "failed to purge workflow state: failed to fetch workflow state: "
+            "no such instance exists",
+        ),
+        ("suspend", "no such instance exists"),
+        ("resume", "no such instance exists"),
     ],
 )
 def test_unknown_instance_operations_error(app: WorkflowApp, operation: str, details: str) -> None:
@@ -432,9 +437,7 @@ def test_complete_orchestrator_task_duplicate_action_ids_rejected(
     # daprd answers OK and its history applier drops the second event as a duplicate; we refuse
     # the whole turn (docs/sidecar-apis.md, "Differences").
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert (
-        err.details() == "action id 1 is already used by an event in the history of 'dup-actions'"
-    )
+    assert err.details() == "action id 1 is used twice in one response for 'dup-actions'"
     assert _status(stub, "dup-actions") == pb.ORCHESTRATION_STATUS_PENDING
     raw_worker.assert_no_item(0.5)  # no activity was dispatched
     stub.CompleteOrchestratorTask(
