@@ -113,6 +113,8 @@ def test_resume_running_instance_is_noop(app: WorkflowApp) -> None:
     waiter = _register_waiter(app)
     client = app.start()
     iid = client.schedule_new_workflow(waiter)
+    # A start returns once the instance is saved; resume it once it runs (its first turn done).
+    client.wait_for_workflow_start(iid, timeout_in_seconds=WAIT)
 
     client.resume_workflow(iid)
     after_resume = client.get_workflow_state(iid)
