@@ -220,8 +220,16 @@ class Program:
     def history(self, instance_id: str) -> list[str]:
         """The history's event types without workflowStarted: where one turn ends and the next
         begins depends on when events arrive, on either engine; what happened, and in which
-        order, does not."""
-        events = self.client.get_workflow_history(instance_id)
+        order, does not. Read again on daprd's transient read error, as ``state`` does."""
+        for attempt_no in range(TRANSIENT_RETRIES):
+            try:
+                events = self.client.get_workflow_history(instance_id)
+                break
+            except grpc.RpcError as exc:
+                last = attempt_no == TRANSIENT_RETRIES - 1
+                if last or not _transient(exc.details()):  # type: ignore[attr-defined]
+                    raise
+                time.sleep(0.1)
         return [e.event_type.value for e in events if e.event_type.value != "workflowStarted"]
 
 
